@@ -1,0 +1,130 @@
+"""The Flask application factory: named setup steps, then the pages."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Flask, current_app, g, redirect, render_template, request, session, url_for
+from flask_login import login_required
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from supabase_auth.errors import AuthApiError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+import auth
+import config
+import supabase_client
+from supabase_client import get_supabase
+
+log = logging.getLogger(__name__)
+pages = Blueprint("pages", __name__)
+csrf = CSRFProtect()
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the app from the environment, or from ``test_config`` in tests."""
+    app = Flask(__name__)
+    config.load(app, test_config)
+    config.check(app)
+    supabase_client.init_app(app)
+    csrf.init_app(app)
+    auth.init_app(app)
+    app.register_blueprint(pages)
+    register_error_pages(app)
+    register_template_helpers(app)
+    app.after_request(set_security_headers)
+    app.extensions["content_security_policy"] = content_security_policy(app)
+    return app
+
+
+@pages.get("/")
+def index():
+    """The home page: a sign-in button, or who is signed in."""
+    if request.args.get("code") or request.args.get("error_description"):
+        # Supabase falls back to SITE_URL when the redirect URL is not on its allow-list.
+        log.warning(
+            "Sign-in came back to / instead of /callback: add %s/callback to the Redirect URLs "
+            "of your Supabase project (Authentication > URL Configuration).",
+            current_app.config["SITE_URL"],
+        )
+        return auth.finish_sign_in(request.args)
+    return render_template("index.html", providers=auth.enabled_providers())
+
+
+@pages.get("/account")
+@login_required
+def account():
+    """Profile, provider, linked identities and last sign-in, fresh from Supabase."""
+    try:
+        with auth.supabase_call("loading your account"):
+            response = get_supabase().auth.get_user()
+    except AuthApiError as error:
+        log.info("account page: Supabase refused the session: %s", error.code)
+        session.clear()
+        return redirect(url_for("auth.signin_page", next=request.path))
+    return render_template("account.html", user=response.user)
+
+
+@pages.get("/healthz")
+def healthz():
+    """Liveness for load balancers: the process answers, nothing else is checked."""
+    return {"status": "ok"}
+
+
+def register_template_helpers(app: Flask) -> None:
+    """Filters and globals the templates use."""
+    app.add_template_global(auth.provider_name)
+    app.add_template_filter(format_datetime, "datetime")
+
+
+def format_datetime(value: datetime | None) -> str:
+    """A timestamp as people read it, in UTC."""
+    return value.astimezone(timezone.utc).strftime("%d %b %Y, %H:%M UTC") if value else "—"
+
+
+def register_error_pages(app: Flask) -> None:
+    """Every error a person can meet gets a page with its status and a way on."""
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        return render_error(error.code or 500, error.description), error.code
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(error: CSRFError):
+        message = "This form expired or did not come from this site. Reload the page and try again."
+        return render_error(400, message), 400
+
+    @app.errorhandler(Exception)
+    def unexpected_error(error: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return render_error(500, InternalServerError.description), 500
+
+
+def render_error(status: int, message: str | None) -> str:
+    """The error page: what happened and what to do next."""
+    return render_template("error.html", status=status, message=message)
+
+
+def content_security_policy(app: Flask) -> str:
+    """No inline script or style; images from this site, https, and the Supabase host."""
+    supabase = urlsplit(app.config["SUPABASE_URL"])
+    images = f"'self' https: data: {supabase.scheme}://{supabase.netloc}"
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; "
+        f"img-src {images}; object-src 'none'; base-uri 'none'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    )
+
+
+def set_security_headers(response):
+    """Headers every page carries; no-store wherever user data or auth cookies are involved."""
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy",
+                       current_app.extensions["content_security_policy"])
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    headers.setdefault("X-Frame-Options", "DENY")
+    if g.get("auth_user") is not None or session.modified:
+        headers["Cache-Control"] = "no-store"
+    return response

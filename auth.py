@@ -1,0 +1,402 @@
+"""Sign-in with Supabase Auth (PKCE), the callback, sign-out, and the current user."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from urllib.parse import urlsplit
+
+import httpx
+import pydantic
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import LoginManager, UserMixin, current_user
+from supabase_auth.constants import STORAGE_KEY
+from supabase_auth.errors import AuthApiError, AuthError
+from supabase_auth.helpers import decode_jwt
+
+from flask_storage import stored_tokens
+from supabase_client import extension, get_supabase
+from tokens import InvalidToken, KeysUnavailable
+
+log = logging.getLogger(__name__)
+bp = Blueprint("auth", __name__)
+login_manager = LoginManager()
+
+VERIFIER_KEY = f"{STORAGE_KEY}-code-verifier"  # where supabase_auth puts the PKCE verifier
+FLOWS_KEY = "auth_flows"  # sign-ins under way in this browser, newest last
+MAX_FLOWS = 3  # enough for a few tabs signing in at once, small enough for the cookie
+SIGN_OUT_SCOPES = ("local", "global", "others")
+# Sign-out needs only the stored tokens, and must work while Supabase is unreachable.
+SKIP_USER_CHECK = frozenset({"static", "pages.healthz", "auth.signout"})
+
+PROVIDER_NAMES = {
+    "github": "GitHub",
+    "gitlab": "GitLab",
+    "linkedin_oidc": "LinkedIn",
+    "twitter": "X (Twitter)",
+    "azure": "Microsoft",
+    "workos": "WorkOS",
+}
+
+# error_code from Supabase -> (status, what the person is told)
+CALLBACK_ERRORS = {
+    "user_banned": (403, "This account has been suspended. Contact the site's team if you "
+                         "think this is a mistake."),
+    "provider_email_needs_verification": (
+        403, "Your email address is not verified with the provider yet. Verify it there (or "
+             "follow the confirmation email), then sign in again."),
+    "signup_disabled": (403, "New accounts cannot be created here right now."),
+    "flow_state_not_found": (400, "This sign-in link has already been used or is not valid. "
+                                  "Please start again."),
+    "flow_state_expired": (400, "This sign-in link expired (they last five minutes). "
+                                "Please start again."),
+    "bad_code_verifier": (400, "This sign-in link belongs to another browser or another "
+                               "sign-in attempt. Please start again here."),
+    "bad_oauth_state": (400, "The sign-in attempt expired or was not recognised. "
+                             "Please start again."),
+    "flow_state_already_used": (400, "This sign-in link has already been used. "
+                                     "Please start again."),
+}
+SESSION_ENDED = {
+    "user_banned": "Your account has been suspended, so you have been signed out.",
+    "user_not_found": "Your account no longer exists, so you have been signed out.",
+}
+SESSION_ENDED_DEFAULT = "Your session has ended (it was signed out or revoked). Please sign in again."
+
+
+class User(UserMixin):
+    """The signed-in person, read from the verified access token's claims."""
+
+    def __init__(self, claims: dict) -> None:
+        self.claims = claims
+        self.metadata = claims.get("user_metadata") or {}
+        self.app_metadata = claims.get("app_metadata") or {}
+
+    def get_id(self) -> str:
+        return self.claims["sub"]
+
+    @property
+    def email(self) -> str:
+        return self.claims.get("email") or self.metadata.get("email") or ""
+
+    @property
+    def name(self) -> str:
+        meta = self.metadata
+        return meta.get("full_name") or meta.get("name") or meta.get("user_name") or self.email
+
+    @property
+    def avatar_url(self) -> str | None:
+        url = self.metadata.get("avatar_url")
+        return url if isinstance(url, str) and url.startswith(("https://", "http://")) else None
+
+    @property
+    def provider(self) -> str:
+        return self.app_metadata.get("provider") or ""
+
+    @property
+    def role(self) -> str | None:
+        return self.app_metadata.get("role")
+
+    @property
+    def signed_in_at(self) -> int | None:
+        stamps = [entry.get("timestamp") for entry in self.claims.get("amr") or []
+                  if isinstance(entry, dict)]
+        return max((s for s in stamps if isinstance(s, int)), default=None)
+
+
+class SessionEnded(Exception):
+    """Supabase says this browser's session is over (signed out, banned or deleted)."""
+
+
+def init_app(app: Flask) -> None:
+    """Wire Flask-Login to the user that ``load_user`` verified for this request."""
+    login_manager.init_app(app)
+    # The tokens are the binding between browser and account; Flask-Login's IP/user-agent hash
+    # would only rewrite the cookie on every request.
+    login_manager.session_protection = None
+    login_manager.request_loader(lambda _request: g.get("auth_user"))
+    login_manager.unauthorized_handler(_ask_to_sign_in)
+    app.register_blueprint(bp)
+
+
+@bp.before_app_request
+def load_user() -> None:
+    """Verify the cookie's access token, refreshing it first when it is due."""
+    g.auth_user = None
+    if request.endpoint in SKIP_USER_CHECK:
+        return
+    _forget_unreadable_cookie()
+    tokens = stored_tokens()
+    if tokens is None:
+        session.pop(STORAGE_KEY, None)
+        return
+    try:
+        claims = _current_claims(tokens)
+    except InvalidToken as error:
+        log.info("discarding a session cookie whose token failed verification: %s", error)
+        session.pop(STORAGE_KEY, None)
+        return
+    except SessionEnded as ended:
+        session.pop(STORAGE_KEY, None)
+        flash(str(ended), "warning")
+        return
+    g.auth_user = User(claims)
+
+
+def _current_claims(tokens: dict) -> dict:
+    shared = extension()
+    with supabase_call("checking your session"):
+        claims = shared.tokens.verify(tokens["access_token"])
+        if claims is None:  # HS256 project without SUPABASE_JWT_SECRET: ask the server
+            claims = _claims_confirmed_by_server(tokens["access_token"])
+        if claims is None or _due_for_refresh(claims):
+            claims = _refresh(tokens["refresh_token"])
+    return claims
+
+
+def _due_for_refresh(claims: dict) -> bool:
+    """Expired, or issued so long ago that a ban or role change may not be in it yet."""
+    now = time.time()
+    revalidate = current_app.config["AUTH_REVALIDATE_SECONDS"]
+    return now >= claims["exp"] or now - claims["iat"] >= revalidate
+
+
+def _claims_confirmed_by_server(access_token: str) -> dict | None:
+    claims = decode_jwt(access_token)["payload"]
+    if _due_for_refresh(claims):
+        return None
+    try:
+        get_supabase().auth.get_user(access_token)
+    except AuthApiError as error:
+        if error.status < 500 and error.status not in (409, 429):
+            raise InvalidToken(error.message) from error
+        raise
+    extension().tokens.remember(access_token, claims)
+    return claims
+
+
+def _refresh(refresh_token: str) -> dict:
+    """Trade the refresh token for new tokens (stored by FlaskSessionStorage); return claims."""
+    try:
+        response = get_supabase().auth.refresh_session(refresh_token)
+    except AuthApiError as error:
+        if 400 <= error.status < 500 and error.status not in (409, 429):
+            log.info("refresh refused by Supabase: %s", error.code)
+            raise SessionEnded(SESSION_ENDED.get(error.code, SESSION_ENDED_DEFAULT)) from error
+        raise
+    return _trust(response.session.access_token)
+
+
+def _trust(access_token: str) -> dict:
+    """Claims of a token that Supabase itself just handed over; no signature check needed."""
+    claims = decode_jwt(access_token)["payload"]
+    extension().tokens.remember(access_token, claims)
+    return claims
+
+
+@contextmanager
+def supabase_call(doing: str) -> Iterator[None]:
+    """Answer 503 when Supabase cannot be reached or errs; its 4xx answers pass through."""
+    try:
+        yield
+    except AuthApiError as error:
+        if error.status < 500 and error.status not in (409, 429):
+            raise
+        _unavailable(doing, error)
+    except (AuthError, KeysUnavailable, httpx.HTTPError, pydantic.ValidationError) as error:
+        _unavailable(doing, error)
+
+
+def _unavailable(doing: str, error: Exception) -> None:
+    log.warning("Supabase unavailable while %s: %s: %s", doing, type(error).__name__, error)
+    abort(503, description=f"We could not reach the sign-in service while {doing}. "
+                           "You are still signed in; please try again in a moment.")
+
+
+def _forget_unreadable_cookie() -> None:
+    # A cookie Flask could not verify (tampered, another app's key, truncated) reads as an
+    # empty session; marking it modified makes Flask send a deleting Set-Cookie.
+    name = current_app.config["SESSION_COOKIE_NAME"]
+    if request.cookies.get(name) and not session:
+        session.modified = True
+
+
+def _ask_to_sign_in():
+    flash("Please sign in to open that page.", "info")
+    return redirect(url_for("auth.signin_page", next=_current_path()))
+
+
+def _current_path() -> str:
+    query = request.query_string.decode("latin-1")
+    return f"{request.path}?{query}" if query else request.path
+
+
+def safe_next(target: str | None) -> str | None:
+    """The target if it is a same-site relative path, else None."""
+    if not target or len(target) > 2048 or not target.isascii():
+        return None
+    if any(ord(char) < 0x21 or char in '\\"<>`' or ord(char) == 0x7F for char in target):
+        return None
+    if not target.startswith("/") or target.startswith("//"):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return None
+    return target
+
+
+def provider_name(provider: str) -> str:
+    """How a provider id is shown to people: "github" -> "GitHub"."""
+    return PROVIDER_NAMES.get(provider, provider.replace("_", " ").title())
+
+
+def enabled_providers() -> list[dict]:
+    """The configured providers with their display names, in config order."""
+    return [{"id": provider, "name": provider_name(provider)}
+            for provider in current_app.config["AUTH_PROVIDERS"]]
+
+
+@bp.get("/signin")
+def signin_page():
+    """The sign-in page: one button per provider, keeping where the person wanted to go."""
+    if current_user.is_authenticated:
+        return redirect(safe_next(request.args.get("next")) or url_for("pages.index"))
+    return render_template("signin.html", next=safe_next(request.args.get("next")),
+                           providers=enabled_providers())
+
+
+@bp.get("/signin/<provider>")
+def signin(provider: str):
+    """Start the PKCE flow: renew the session, keep the verifier, go to Supabase."""
+    if provider not in current_app.config["AUTH_PROVIDERS"]:
+        abort(404, description=f"Signing in with {provider!r} is not available here.")
+    flows = _pending_flows()
+    session.clear()  # a planted or stale cookie is never carried into the new sign-in
+    options = {"redirect_to": current_app.config["SITE_URL"] + url_for("auth.callback")}
+    scopes = current_app.config["AUTH_SCOPES"].get(provider)
+    if scopes:
+        options["scopes"] = scopes
+    response = get_supabase().auth.sign_in_with_oauth({"provider": provider, "options": options})
+    verifier = session.pop(VERIFIER_KEY)
+    next_path = safe_next(request.args.get("next")) or url_for("pages.index")
+    flows.append({"verifier": verifier, "next": next_path})
+    session[FLOWS_KEY] = flows[-MAX_FLOWS:]
+    return redirect(response.url, code=303)
+
+
+@bp.route("/callback", methods=["GET"])
+def callback():
+    """Supabase sends the browser back here with ``code`` (or ``error``)."""
+    return finish_sign_in(request.args)
+
+
+def finish_sign_in(args: Mapping[str, str]):
+    """Exchange the code for a session, or explain what went wrong."""
+    if args.get("error") or args.get("error_description"):
+        return _provider_error(args)
+    code = args.get("code", "")
+    if not code or len(code) > 256:
+        return _sign_in_failed(400, "The sign-in link is incomplete. Please start again.")
+    flows = _pending_flows()
+    if not flows:
+        if current_user.is_authenticated:  # a second hit on a callback that already worked
+            return redirect(url_for("pages.index"))
+        return _sign_in_failed(
+            400, "This sign-in was started in another browser, or the cookie that ties it to "
+                 "this browser was lost. Please start again here.")
+    refusal = None
+    for flow in reversed(flows):
+        try:
+            with supabase_call("finishing your sign-in"):
+                result = get_supabase().auth.exchange_code_for_session(
+                    {"auth_code": code, "code_verifier": flow["verifier"], "redirect_to": ""})
+        except AuthApiError as error:
+            refusal = error
+            if error.code != "bad_code_verifier":  # another tab's verifier may still match
+                break
+            continue
+        return _signed_in(result.session, flow, [f for f in flows if f is not flow])
+    if current_user.is_authenticated:
+        return redirect(url_for("pages.index"))
+    status, message = CALLBACK_ERRORS.get(
+        refusal.code, (400, "Sign-in could not be completed. Please start again."))
+    log.info("code exchange refused: %s", refusal.code)
+    return _sign_in_failed(status, message)
+
+
+def _signed_in(new_session, flow: dict, other_flows: list[dict]):
+    tokens = session[STORAGE_KEY]  # written by FlaskSessionStorage during the exchange
+    session.clear()
+    session[STORAGE_KEY] = tokens
+    if other_flows:
+        session[FLOWS_KEY] = other_flows
+    session.permanent = True
+    user = User(_trust(new_session.access_token))
+    flash(f"Signed in as {user.name}.", "success")
+    return redirect(flow["next"])
+
+
+def _provider_error(args: Mapping[str, str]):
+    code = args.get("error_code", "")
+    if code in CALLBACK_ERRORS:
+        status, message = CALLBACK_ERRORS[code]
+    elif args.get("error") == "access_denied":
+        status, message = 401, "Sign-in was cancelled. You can try again whenever you like."
+    else:
+        status, message = 502, "The sign-in provider reported a problem. Please try again."
+    log.info("sign-in failed at the provider: error=%s error_code=%s",
+             args.get("error", "")[:64], code[:64])
+    return _sign_in_failed(status, message)
+
+
+def _sign_in_failed(status: int, message: str):
+    return render_template("signin_failed.html", message=message), status
+
+
+def _pending_flows() -> list[dict]:
+    flows = session.get(FLOWS_KEY)
+    if not isinstance(flows, list):
+        return []
+    return [f for f in flows if isinstance(f, dict) and isinstance(f.get("verifier"), str)
+            and isinstance(f.get("next"), str)][-MAX_FLOWS:]
+
+
+@bp.post("/signout")
+def signout():
+    """Sign out here (local), everywhere (global) or on other devices (others)."""
+    scope = request.form.get("scope", "local")
+    if scope not in SIGN_OUT_SCOPES:
+        abort(400, description="Unknown sign-out option.")
+    reached = True
+    if stored_tokens() is not None:
+        try:
+            get_supabase().auth.sign_out({"scope": scope})
+        except (AuthError, httpx.HTTPError, pydantic.ValidationError) as error:
+            log.warning("sign-out (%s) did not reach Supabase: %s", scope, type(error).__name__)
+            reached = False
+    if scope == "others":
+        flash("Signed out of your other devices." if reached else
+              "We could not reach the sign-in service; your other devices are still signed in.",
+              "success" if reached else "warning")
+        return redirect(url_for("pages.account"))
+    session.clear()
+    if reached or scope == "local":
+        flash("You have been signed out.", "success")
+    else:
+        flash("You are signed out here, but we could not reach the sign-in service to sign "
+              "out your other devices. Try again from another device.", "warning")
+    return redirect(url_for("pages.index"))

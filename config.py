@@ -1,0 +1,144 @@
+"""Settings: safe defaults, then the environment (or a test config), then a fail-fast check."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from flask import Flask
+
+log = logging.getLogger(__name__)
+
+DEFAULTS = {
+    "SUPABASE_URL": None,
+    "SUPABASE_KEY": None,
+    "SUPABASE_JWT_SECRET": None,  # only for projects that still sign with HS256
+    "SUPABASE_JWT_ISSUER": None,  # default: SUPABASE_URL + "/auth/v1", as hosted projects sign
+    "SUPABASE_TIMEOUT": 5.0,  # seconds a worker may wait on Supabase for one call
+    "SECRET_KEY": None,
+    "SITE_URL": None,
+    "AUTH_PROVIDERS": "github",
+    "AUTH_SCOPES": "",  # e.g. "github:read:user repo,gitlab:read_user"
+    "AUTH_REVALIDATE_SECONDS": 60,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "SESSION_COOKIE_HTTPONLY": True,
+    "PERMANENT_SESSION_LIFETIME": timedelta(days=14),
+    # The cookie is rewritten when tokens are refreshed (at least every AUTH_REVALIDATE_SECONDS
+    # of activity), which also extends it; re-sending it on every response would only cost time.
+    "SESSION_REFRESH_EACH_REQUEST": False,
+    # A CSRF token lives as long as the session: a sign-out button left open for an hour works.
+    "WTF_CSRF_TIME_LIMIT": None,
+}
+
+# Environment variable -> how to read it. Names follow Supabase's docs where they have one.
+ENVIRONMENT = {
+    "SUPABASE_URL": str,
+    "SUPABASE_KEY": str,
+    "SUPABASE_JWT_SECRET": str,
+    "SUPABASE_JWT_ISSUER": str,
+    "SUPABASE_TIMEOUT": float,
+    "SECRET_KEY": str,
+    "SITE_URL": str,
+    "AUTH_PROVIDERS": str,
+    "AUTH_SCOPES": str,
+    "AUTH_REVALIDATE_SECONDS": int,
+}
+
+# Placeholders seen in tutorials and .env files; a key this guessable signs anyone's cookie.
+WEAK_SECRETS = {"dev", "secret", "changeme", "change-me", "your-secret-key", "supersecret"}
+LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+class ConfigError(RuntimeError):
+    """The app cannot start safely with these settings; the message says what to change."""
+
+
+def load(app: Flask, test_config: dict | None) -> None:
+    """Apply defaults, then the test config or the environment, then derived settings."""
+    app.config.from_mapping(DEFAULTS)
+    if test_config is not None:
+        app.config.from_mapping(test_config)
+    else:
+        app.config.from_mapping(_from_environment())
+    _derive(app)
+
+
+def check(app: Flask) -> None:
+    """Refuse to start on missing or unsafe settings, naming each one."""
+    problems = [f"{name} is not set" for name in ("SUPABASE_URL", "SUPABASE_KEY")
+                if not app.config[name]]
+    problems += _url_problems(app, "SUPABASE_URL") + _url_problems(app, "SITE_URL")
+    if not app.debug:
+        problems += _production_problems(app)
+    if problems:
+        raise ConfigError(
+            "Cannot start: " + "; ".join(problems) + ". Set them in the environment or in .env "
+            "(see .env.example); `make dev` runs the app on the local emulator."
+        )
+
+
+def _from_environment() -> dict:
+    values = {}
+    for name, kind in ENVIRONMENT.items():
+        raw = os.environ.get(name, "").strip()
+        if not raw:
+            continue
+        try:
+            values[name] = kind(raw)
+        except ValueError as error:
+            raise ConfigError(f"Cannot start: {name}={raw!r} is not a valid {kind.__name__}") \
+                from error
+    return values
+
+
+def _derive(app: Flask) -> None:
+    if app.debug and not app.config["SECRET_KEY"]:
+        # Debug only: a key for this process, so cookies simply stop working after a restart.
+        log.warning("SECRET_KEY is not set; using a random key for this debug run")
+        app.config["SECRET_KEY"] = secrets.token_hex(32)
+    if app.debug and not app.config["SITE_URL"]:
+        app.config["SITE_URL"] = "http://127.0.0.1:5000"
+    site_url = (app.config["SITE_URL"] or "").rstrip("/")
+    app.config["SITE_URL"] = site_url
+    app.config["SESSION_COOKIE_SECURE"] = site_url.startswith("https://")
+    app.config["AUTH_PROVIDERS"] = _split(app.config["AUTH_PROVIDERS"])
+    app.config["AUTH_SCOPES"] = dict(
+        entry.split(":", 1) for entry in _split(app.config["AUTH_SCOPES"]) if ":" in entry
+    )
+
+
+def _split(value: str | list) -> list[str]:
+    if isinstance(value, list):
+        return value
+    return [part.strip().lower() for part in value.split(",") if part.strip()]
+
+
+def _url_problems(app: Flask, name: str) -> list[str]:
+    value = app.config[name]
+    if not value:
+        return []
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return [f"{name}={value!r} is not an http(s) URL"]
+    return []
+
+
+def _production_problems(app: Flask) -> list[str]:
+    problems = []
+    secret = app.config["SECRET_KEY"] or ""
+    if not secret:
+        problems.append("SECRET_KEY is not set")
+    elif len(secret) < 32 or len(set(secret)) < 10 or secret.lower() in WEAK_SECRETS:
+        problems.append(
+            "SECRET_KEY is too weak (use at least 32 random characters, e.g. "
+            "`python -c 'import secrets; print(secrets.token_hex(32))'`)"
+        )
+    site_url = app.config["SITE_URL"]
+    if not site_url:
+        problems.append("SITE_URL is not set (the public address of this app)")
+    elif urlsplit(site_url).scheme == "http" and urlsplit(site_url).hostname not in LOOPBACK_HOSTS:
+        problems.append(f"SITE_URL={site_url!r} must use https outside localhost")
+    return problems

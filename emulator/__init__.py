@@ -1,0 +1,37 @@
+"""Local Supabase Auth (GoTrue) emulator with a GitHub stand-in; see README.md."""
+
+import secrets
+from typing import Any
+
+from flask import Flask
+
+from . import admin_api, auth_api, dashboard, db, errors, forms, gateway, github, provider
+from .config import load as load_config
+from .tokens import TokenService
+
+MAX_BODY = 1024 * 1024  # the real server's 1 MiB request limit
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the emulator app: config, storage, keys, gateway, blueprints, error shapes."""
+    app = Flask(__name__)
+    app.config.update(load_config(config))
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.secret_key = secrets.token_bytes(32)  # only signs the dashboard's flash messages
+    db.init_app(app)
+    app.extensions["emulator.tokens"] = TokenService(app.config)
+    provider.init_app(app)
+    forms.init_app(app)
+    gateway.init_app(app)
+    for blueprint in (auth_api.bp, admin_api.bp, github.bp, dashboard.bp):
+        app.register_blueprint(blueprint)
+    errors.init_app(app)
+    return app
+
+
+def close_app(app: Flask) -> None:
+    """Release what create_app opened (database connection, HTTP pool)."""
+    client = app.extensions.get("emulator.github")
+    if isinstance(client, provider.HttpGitHub):
+        client.close()
+    app.extensions["emulator.db"].close()

@@ -1,0 +1,84 @@
+"""Command line: ``python -m emulator [--host] [--port] [--reset] [--print-env]``."""
+
+import argparse
+import ipaddress
+import os
+import sys
+
+from werkzeug.serving import run_simple
+
+from . import close_app, create_app, db
+from .config import from_environ, load
+from .tokens import api_key
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 54321
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Read the command-line options."""
+    parser = argparse.ArgumentParser(prog="python -m emulator",
+                                     description="Local Supabase Auth emulator + GitHub stand-in")
+    parser.add_argument("--host", default=DEFAULT_HOST, help="bind address (default loopback)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--reset", action="store_true", help="wipe the database first")
+    parser.add_argument("--print-env", action="store_true",
+                        help="print SUPABASE_URL / keys for the app and exit")
+    return parser.parse_args(argv)
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost names and loopback addresses."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def settings_for(args: argparse.Namespace) -> dict:
+    """Config from EMULATOR_* variables, with PUBLIC_URL following host and port."""
+    overrides = from_environ(os.environ)
+    public_host = args.host if is_loopback(args.host) else DEFAULT_HOST
+    overrides.setdefault("PUBLIC_URL", f"http://{public_host}:{args.port}")
+    return load(overrides)
+
+
+def env_lines(config: dict) -> list[str]:
+    """The lines the app's .env needs."""
+    secret = config["JWT_SECRET"]
+    return [f"SUPABASE_URL={config['PUBLIC_URL']}",
+            f"SUPABASE_KEY={api_key('anon', secret)}",
+            f"SUPABASE_SERVICE_ROLE_KEY={api_key('service_role', secret)}"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print env and exit, or reset and serve until interrupted."""
+    args = parse_args(argv)
+    config = settings_for(args)
+    if args.print_env:
+        print("\n".join(env_lines(config)))
+        return 0
+    if args.reset:
+        db.reset(config["DATABASE"])
+        print(f"Reset {config['DATABASE']}")
+    if not is_loopback(args.host):
+        print("!" * 72, file=sys.stderr)
+        print(f"WARNING: binding to {args.host}: the emulator has NO real security and uses\n"
+              "PUBLIC dev keys. Anyone who can reach this port can sign in as anyone and\n"
+              "administer all users. Use only on a trusted, isolated network.", file=sys.stderr)
+        print("!" * 72, file=sys.stderr)
+    app = create_app(config)
+    print(f"Supabase Auth emulator on {config['PUBLIC_URL']} (API {config['PUBLIC_URL']}/auth/v1)")
+    print(f"Dashboard: {config['PUBLIC_URL']}/dashboard   GitHub stand-in: {config['GITHUB_URL']}")
+    print("\n".join(env_lines(config)), flush=True)
+    try:
+        run_simple(args.host, args.port, app, threaded=True)
+    finally:
+        close_app(app)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Emulator configuration: defaults, normalisation and the EMULATOR_* environment."""
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from . import keys
+
+DEFAULTS: dict[str, Any] = {
+    "PUBLIC_URL": "http://127.0.0.1:54321",
+    "SITE_URL": "http://127.0.0.1:5000",
+    "URI_ALLOW_LIST": "http://127.0.0.1:5000/**,http://localhost:5000/**",
+    "JWT_ALG": "ES256",
+    "JWT_SECRET": keys.JWT_SECRET,
+    "JWT_EXP": 3600,
+    "JWT_AUD": "authenticated",
+    "JWT_DEFAULT_GROUP_NAME": "authenticated",
+    "JWT_ADMIN_ROLES": "service_role,supabase_admin",
+    "FLOW_STATE_EXPIRY": 300,
+    "REFRESH_TOKEN_REUSE_INTERVAL": 10,
+    "REFRESH_TOKEN_ROTATION_ENABLED": True,
+    "DATABASE": ".emulator/auth.sqlite3",
+    "GITHUB_URL": None,
+    "GITHUB_CLIENT_ID": "emulator-github-client-id",
+    "GITHUB_CLIENT_SECRET": "emulator-github-client-secret",
+    "GITHUB_REDIRECT_URI": None,
+    "GITHUB_APP_NAME": "Supabase Auth Emulator",
+    "GITHUB_AUTO_LOGIN": None,
+    "PROVIDERS": "github",
+    "DISABLE_SIGNUP": False,
+    "MAILER_AUTOCONFIRM": False,
+    "CLOCK": time.time,
+}
+
+INT_KEYS = {"JWT_EXP", "FLOW_STATE_EXPIRY", "REFRESH_TOKEN_REUSE_INTERVAL"}
+BOOL_KEYS = {"DISABLE_SIGNUP", "MAILER_AUTOCONFIRM", "REFRESH_TOKEN_ROTATION_ENABLED"}
+MIN_FLOW_STATE_EXPIRY = 300
+
+
+def to_bool(value: Any) -> bool:
+    """Read a config flag given as a bool or as an env-style string."""
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return bool(value)
+
+
+def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Return a complete, normalised config: defaults, then overrides, then derived values."""
+    config = {**DEFAULTS, **(overrides or {})}
+    for key in INT_KEYS:
+        config[key] = int(config[key])
+    for key in BOOL_KEYS:
+        config[key] = to_bool(config[key])
+    config["PUBLIC_URL"] = config["PUBLIC_URL"].rstrip("/")
+    # Like the real server: a flow-state expiry below five minutes is raised to five minutes.
+    config["FLOW_STATE_EXPIRY"] = max(config["FLOW_STATE_EXPIRY"], MIN_FLOW_STATE_EXPIRY)
+    config["JWT_ALG"] = config["JWT_ALG"].upper()
+    if config["JWT_ALG"] not in {"ES256", "HS256"}:
+        raise ValueError(f"JWT_ALG must be ES256 or HS256, not {config['JWT_ALG']!r}")
+    config["GITHUB_URL"] = (config["GITHUB_URL"] or config["PUBLIC_URL"] + "/github").rstrip("/")
+    config["GITHUB_REDIRECT_URI"] = (
+        config["GITHUB_REDIRECT_URI"] or config["PUBLIC_URL"] + "/auth/v1/callback"
+    )
+    return config
+
+
+def from_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """Map ``EMULATOR_<KEY>`` environment variables to config keys (CLOCK excluded)."""
+    prefix = "EMULATOR_"
+    return {
+        name[len(prefix):]: value
+        for name, value in environ.items()
+        if name.startswith(prefix) and name[len(prefix):] in DEFAULTS and name != "EMULATOR_CLOCK"
+    }

@@ -1,0 +1,186 @@
+"""SQLite storage: schema, one shared connection, and BEGIN IMMEDIATE transactions."""
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, current_app
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    id TEXT PRIMARY KEY,
+    aud TEXT NOT NULL,
+    role TEXT NOT NULL,
+    email TEXT NOT NULL DEFAULT '',
+    email_confirmed_at REAL,
+    phone TEXT NOT NULL DEFAULT '',
+    phone_confirmed_at REAL,
+    confirmation_token TEXT,
+    last_sign_in_at REAL,
+    app_metadata TEXT NOT NULL DEFAULT '{}',
+    user_metadata TEXT NOT NULL DEFAULT '{}',
+    banned_until REAL,
+    deleted_at REAL,
+    is_anonymous INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS users_email ON users (lower(email));
+CREATE TABLE IF NOT EXISTS identities (
+    id TEXT PRIMARY KEY,
+    provider_id TEXT NOT NULL,
+    user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    identity_data TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    email TEXT,
+    last_sign_in_at REAL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    UNIQUE (provider, provider_id)
+);
+CREATE INDEX IF NOT EXISTS identities_user ON identities (user_id);
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    aal TEXT NOT NULL DEFAULT 'aal1',
+    amr TEXT NOT NULL DEFAULT '[]',
+    refreshed_at REAL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user_id);
+CREATE TABLE IF NOT EXISTS refresh_tokens (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    token TEXT NOT NULL UNIQUE,
+    user_id TEXT NOT NULL,
+    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    parent TEXT,
+    revoked INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS refresh_tokens_session ON refresh_tokens (session_id, revoked);
+CREATE TABLE IF NOT EXISTS flow_states (
+    id TEXT PRIMARY KEY,
+    user_id TEXT,
+    auth_code TEXT,
+    code_challenge_method TEXT,
+    code_challenge TEXT,
+    provider_type TEXT NOT NULL,
+    provider_access_token TEXT DEFAULT '',
+    provider_refresh_token TEXT DEFAULT '',
+    authentication_method TEXT NOT NULL,
+    auth_code_issued_at REAL,
+    invite_token TEXT,
+    referrer TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS flow_states_auth_code ON flow_states (auth_code);
+CREATE TABLE IF NOT EXISTS github_accounts (
+    id INTEGER PRIMARY KEY,
+    login TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL DEFAULT '',
+    email TEXT NOT NULL DEFAULT '',
+    verified INTEGER NOT NULL DEFAULT 1,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS github_codes (
+    code TEXT PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES github_accounts (id) ON DELETE CASCADE,
+    client_id TEXT NOT NULL,
+    redirect_uri TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS github_tokens (
+    token TEXT PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES github_accounts (id) ON DELETE CASCADE,
+    client_id TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+INSERT OR IGNORE INTO github_accounts (id, login, name, email, verified, created_at)
+VALUES (583231, 'octocat', 'The Octocat', 'octocat@example.com', 1, 0);
+"""
+
+
+class Database:
+    """One SQLite connection shared by all threads, serialised by a lock."""
+
+    def __init__(self, path: str) -> None:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves.
+        self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self.conn.row_factory = sqlite3.Row
+        self.lock = threading.RLock()
+        self.depth = 0
+        with self.lock:
+            self.conn.execute("PRAGMA foreign_keys = ON")
+            if path != ":memory:":
+                self.conn.execute("PRAGMA journal_mode = WAL")
+                self.conn.execute("PRAGMA synchronous = NORMAL")
+                self.conn.execute("PRAGMA busy_timeout = 5000")
+            self.conn.executescript(SCHEMA)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Run the block in one write transaction; roll back if it raises."""
+        with self.lock:
+            if self.depth:  # nested use joins the outer transaction
+                self.depth += 1
+                try:
+                    yield self.conn
+                finally:
+                    self.depth -= 1
+                return
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.depth = 1
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            else:
+                self.conn.execute("COMMIT")
+            finally:
+                self.depth = 0
+
+    def one(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Row | None:
+        """Return the first row of a query, or None."""
+        with self.lock:
+            return self.conn.execute(sql, args).fetchone()
+
+    def all(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        """Return every row of a query."""
+        with self.lock:
+            return self.conn.execute(sql, args).fetchall()
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self.lock:
+            self.conn.close()
+
+
+def reset(path: str) -> None:
+    """Delete the database file (and its WAL side files) so the next start is fresh."""
+    if path == ":memory:":
+        return
+    for suffix in ("", "-wal", "-shm"):
+        Path(path + suffix).unlink(missing_ok=True)
+
+
+def init_app(app: Flask) -> Database:
+    """Open the app's database once and keep it in ``app.extensions``."""
+    database = Database(app.config["DATABASE"])
+    app.extensions["emulator.db"] = database
+    return database
+
+
+def get_db() -> Database:
+    """Return the current app's database."""
+    return current_app.extensions["emulator.db"]

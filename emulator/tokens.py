@@ -1,0 +1,112 @@
+"""Access tokens: signing (ES256 or HS256), verification as in §4.2, and the JWKS."""
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import jwt
+from jwt.algorithms import ECAlgorithm
+
+from . import keys
+
+DECODE_OPTIONS = {
+    "verify_exp": False,  # checked against the emulator clock instead
+    "verify_nbf": False,
+    "verify_iat": False,
+    "verify_aud": False,
+    "verify_iss": False,
+}
+
+
+class TokenError(Exception):
+    """A bearer token that does not parse or verify; the text follows Go's jwt errors."""
+
+
+class TokenService:
+    """Signs and verifies JWTs; built once per app so keys are loaded once."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.alg: str = config["JWT_ALG"]
+        self.secret: str = config["JWT_SECRET"]
+        self.issuer = config["PUBLIC_URL"] + "/auth/v1"
+        self.lifetime: int = config["JWT_EXP"]
+        self.clock: Callable[[], float] = config["CLOCK"]
+        private = keys.JWT_PRIVATE_JWK
+        self.kid: str = private["kid"]
+        self.private_key = ECAlgorithm.from_jwk(json.dumps(private))
+        self.public_key = self.private_key.public_key()
+        public = {k: private[k] for k in ("kty", "crv", "x", "y")}
+        public.update(kid=self.kid, alg="ES256", use="sig", key_ops=["verify"])
+        self.jwks = {"keys": [public] if self.alg == "ES256" else []}
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        """Sign claims with the configured algorithm (kid only for ES256, like the real server)."""
+        if self.alg == "ES256":
+            return jwt.encode(claims, self.private_key, "ES256", headers={"kid": self.kid})
+        return jwt.encode(claims, self.secret, "HS256")
+
+    def access_token(self, user: dict, session: dict, now: int) -> tuple[str, int]:
+        """Issue an access token for a user and session; return (jwt, exp)."""
+        exp = now + self.lifetime
+        claims = {
+            "iss": self.issuer,
+            "sub": user["id"],
+            "aud": user["aud"],
+            "exp": exp,
+            "iat": now,
+            "email": user["email"],
+            "phone": user["phone"],
+            "app_metadata": user["app_metadata"],
+            "user_metadata": user["user_metadata"],
+            "role": user["role"],
+            "aal": session["aal"],
+            "amr": session["amr"],
+            "session_id": session["id"],
+            "is_anonymous": user["is_anonymous"],
+        }
+        return self.sign(claims), exp
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """Return the claims of a valid token or raise TokenError (no leeway on exp/nbf)."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.DecodeError as error:
+            raise TokenError(f"token is malformed: {error}") from error
+        key, alg = self.key_for(header)
+        try:
+            claims = jwt.decode(token, key, algorithms=[alg], options=DECODE_OPTIONS)
+        except jwt.InvalidSignatureError as error:
+            raise TokenError("token signature is invalid: signature is invalid") from error
+        except jwt.InvalidTokenError as error:
+            raise TokenError(f"token is malformed: {error}") from error
+        self.check_times(claims)
+        return claims
+
+    def key_for(self, header: dict[str, Any]) -> tuple[Any, str]:
+        """Pick the verification key: matching kid, else HS256 with the secret, else reject."""
+        kid, alg = header.get("kid"), header.get("alg")
+        if kid is not None and kid == self.kid:
+            return self.public_key, "ES256"
+        if alg == "HS256":
+            return self.secret, "HS256"
+        raise TokenError(
+            "token is unverifiable: error while executing keyfunc: "
+            f"unrecognized JWT kid {kid or ''} for algorithm {alg}"
+        )
+
+    def check_times(self, claims: dict[str, Any]) -> None:
+        """Check exp and nbf against the emulator clock."""
+        now = self.clock()
+        exp, nbf = claims.get("exp"), claims.get("nbf")
+        if exp is not None and (not isinstance(exp, int | float) or now >= exp):
+            raise TokenError("token has invalid claims: token is expired")
+        if nbf is not None and (not isinstance(nbf, int | float) or now < nbf):
+            raise TokenError("token has invalid claims: token is not valid yet")
+
+
+def api_key(role: str, secret: str) -> str:
+    """Build an anon / service_role API key for a secret (the fixed ones for the dev secret)."""
+    if secret == keys.JWT_SECRET:
+        return keys.ANON_KEY if role == "anon" else keys.SERVICE_ROLE_KEY
+    claims = {"iss": "supabase-demo", "role": role, "exp": 1983812996}
+    return jwt.encode(claims, secret, "HS256")

@@ -1,0 +1,82 @@
+"""supabase_auth storage backed by the Flask session, which Flask keeps in a signed cookie."""
+
+from __future__ import annotations
+
+import json
+
+from flask import session
+from supabase_auth import SyncSupportedStorage
+from supabase_auth.constants import STORAGE_KEY
+from supabase_auth.helpers import decode_jwt
+
+# What a signed-in browser carries. supabase_auth writes the whole session, user and identities
+# included (3-6 KB for a GitHub user with a few identities), but a cookie holds 4,096 bytes. The
+# access token already carries the user's id, email and metadata, and the page that lists
+# identities asks the server for them, so only the tokens, their expiry and the one user field
+# the token lacks (created_at, which supabase_auth's User model requires) are kept.
+# provider_token is GitHub's token: Supabase returns it once, at the code exchange, and never
+# refreshes it, so it lives here or nowhere.
+KEPT_FIELDS = ("access_token", "refresh_token", "expires_at", "provider_token")
+
+
+class FlaskSessionStorage(SyncSupportedStorage):
+    """Keeps supabase_auth's items in ``flask.session``, trimming the session to fit a cookie."""
+
+    def get_item(self, key: str) -> str | None:
+        """Return the stored value, rebuilding the session JSON supabase_auth expects."""
+        value = session.get(key)
+        if key == STORAGE_KEY and value is not None:
+            return _expand(value)
+        return value
+
+    def set_item(self, key: str, value: str) -> None:
+        """Store a value; a session is cut down to ``KEPT_FIELDS`` first."""
+        session[key] = _compact(value) if key == STORAGE_KEY else value
+
+    def remove_item(self, key: str) -> None:
+        """Forget a value; forgetting one that is not there is fine."""
+        session.pop(key, None)
+
+
+def stored_tokens() -> dict | None:
+    """The compact session of the current request's cookie, or None when signed out."""
+    tokens = session.get(STORAGE_KEY)
+    return tokens if _looks_like_tokens(tokens) else None
+
+
+def _compact(raw_session: str) -> dict:
+    data = json.loads(raw_session)
+    kept = {field: data[field] for field in KEPT_FIELDS if data.get(field)}
+    kept["user_created_at"] = data["user"]["created_at"]
+    return kept
+
+
+def _expand(tokens: dict) -> str | None:
+    if not _looks_like_tokens(tokens):
+        return None
+    claims = decode_jwt(tokens["access_token"])["payload"]
+    user = {
+        "id": claims.get("sub"),
+        "aud": claims.get("aud"),
+        "role": claims.get("role"),
+        "email": claims.get("email"),
+        "phone": claims.get("phone"),
+        "app_metadata": claims.get("app_metadata") or {},
+        "user_metadata": claims.get("user_metadata") or {},
+        "is_anonymous": bool(claims.get("is_anonymous")),
+        "created_at": tokens.get("user_created_at"),
+    }
+    fields = {field: tokens[field] for field in KEPT_FIELDS if field in tokens}
+    expires_in = max(int(tokens["expires_at"]) - int(claims.get("iat", 0)), 0)
+    return json.dumps({**fields, "expires_in": expires_in, "token_type": "bearer", "user": user})
+
+
+def _looks_like_tokens(value: object) -> bool:
+    # The cookie is signed, so only this app wrote it, but an older release may have written
+    # another shape: anything unexpected counts as signed out rather than as an error.
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("access_token"), str)
+        and isinstance(value.get("refresh_token"), str)
+        and isinstance(value.get("expires_at"), int)
+    )

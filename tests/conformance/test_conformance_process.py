@@ -1,0 +1,117 @@
+"""`python -m emulator` as a real process: startup, health and a PKCE sign-in."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+from supabase_auth import SyncGoTrueClient
+
+from tests.conformance.support import TIMEOUT, query_of, single
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.emulator_only(reason="starts the emulator's own command line")]
+STARTUP_LIMIT = 20.0
+ROOT = Path(__file__).resolve().parents[2]
+APP = "http://127.0.0.1:5000/auth/callback"  # inside the emulator's default allow-list
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The current environment without EMULATOR_*/SUPABASE_* settings, plus `extra`."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("EMULATOR_", "SUPABASE_", "FLASK_"))}
+    return {**env, **extra}
+
+
+def print_env(*args: str) -> dict[str, str]:
+    out = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "emulator", "--print-env", *args], env=clean_env(), cwd=ROOT,
+        capture_output=True, text=True, timeout=20, check=True).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if line)
+
+
+def test_print_env_lines():
+    env = print_env()
+    assert list(env) == ["SUPABASE_URL", "SUPABASE_KEY", "SUPABASE_SERVICE_ROLE_KEY"]
+    assert env["SUPABASE_URL"] == "http://127.0.0.1:54321"
+
+
+@pytest.mark.parametrize(("name", "role"), [("SUPABASE_KEY", "anon"),
+                                            ("SUPABASE_SERVICE_ROLE_KEY", "service_role")])
+def test_print_env_keys_are_role_jwts(name, role):
+    token = print_env()[name]
+    assert jwt.get_unverified_header(token)["alg"] == "HS256"
+    assert jwt.decode(token, options={"verify_signature": False})["role"] == role
+
+
+@pytest.fixture
+def process(tmp_path) -> Iterator[str]:
+    """Run `python -m emulator --port <free>` on a temp database; yield its URL."""
+    port = free_port()
+    env = clean_env(EMULATOR_DATABASE=str(tmp_path / "auth.sqlite3"),
+                    EMULATOR_GITHUB_AUTO_LOGIN="octocat")
+    log = (tmp_path / "emulator.log").open("w")
+    proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "emulator", "--port", str(port)], env=env, cwd=ROOT,
+        stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+
+
+def wait_for_health(url: str, anon_key: str) -> httpx.Response:
+    deadline = time.monotonic() + STARTUP_LIMIT
+    with httpx.Client(timeout=2.0) as client:
+        while True:
+            try:
+                return client.get(url + "/auth/v1/health", headers={"apikey": anon_key})
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+
+def test_process_serves_health(process):
+    resp = wait_for_health(process, print_env()["SUPABASE_KEY"])
+    assert resp.status_code == 200
+    assert resp.json()["name"] == "GoTrue"
+
+
+def test_process_pkce_sign_in_with_auto_login(process):
+    anon = print_env()["SUPABASE_KEY"]
+    wait_for_health(process, anon)
+    client = SyncGoTrueClient(url=process + "/auth/v1", headers={"apikey": anon},
+                              flow_type="pkce", auto_refresh_token=False,
+                              http_client=httpx.Client(timeout=TIMEOUT))
+    with client, httpx.Client(timeout=TIMEOUT) as browser:
+        url = client.sign_in_with_oauth({"provider": "github",
+                                         "options": {"redirect_to": APP}}).url
+        location = url
+        for _ in range(5):  # /authorize -> stand-in (auto-approves) -> /callback -> app
+            location = browser.get(location).headers["location"]
+            if location.startswith(APP):
+                break
+        session = client.exchange_code_for_session(
+            {"auth_code": single(query_of(location))["code"]}).session
+    assert session.user.email == "octocat@example.com"
+    assert session.user.user_metadata["user_name"] == "octocat"

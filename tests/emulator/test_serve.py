@@ -1,0 +1,49 @@
+"""start_background() and the real supabase_auth client end to end."""
+
+import httpx
+import pytest
+from supabase_auth import SyncGoTrueClient, SyncMemoryStorage
+
+from emulator.serve import start_background
+
+
+@pytest.fixture
+def running():
+    emulator = start_background({"DATABASE": ":memory:", "GITHUB_AUTO_LOGIN": "octocat"})
+    yield emulator
+    emulator.stop()
+
+
+def test_running_emulator_exposes_url_and_keys(running):
+    assert running.url.startswith("http://127.0.0.1:")
+    assert running.app.config["PUBLIC_URL"] == running.url
+    with httpx.Client() as http:
+        response = http.get(running.url + "/auth/v1/health", headers={"apikey": running.anon_key})
+    assert response.status_code == 200
+
+
+def test_supabase_auth_client_round_trip(running):
+    auth = SyncGoTrueClient(url=running.url + "/auth/v1", headers={"apikey": running.anon_key},
+                            flow_type="pkce", auto_refresh_token=False,
+                            storage=SyncMemoryStorage())
+    try:
+        start = auth.sign_in_with_oauth({"provider": "github", "options": {
+            "redirect_to": "http://127.0.0.1:5000/auth/callback"}})
+        with httpx.Client(follow_redirects=False) as http:
+            location = start.url
+            while not location.startswith("http://127.0.0.1:5000/"):
+                location = http.get(location).headers["Location"]
+        code = httpx.URL(location).params["code"]
+        signed_in = auth.exchange_code_for_session({"auth_code": code})
+        assert signed_in.user.email == "octocat@example.com"
+        assert signed_in.session.provider_token.startswith("gho_")
+        refreshed = auth.refresh_session()
+        assert refreshed.session.refresh_token != signed_in.session.refresh_token
+        assert auth.get_user().user.id == signed_in.user.id
+        claims = auth.get_claims()
+        assert claims["headers"]["alg"] == "ES256"
+        assert claims["claims"]["sub"] == signed_in.user.id
+        auth.sign_out()
+        assert auth.get_session() is None
+    finally:
+        auth._http_client.close()

@@ -1,0 +1,356 @@
+"""Sign-in, callback, sign-out and the current user, against the emulator over real HTTP."""
+
+from __future__ import annotations
+
+import logging
+import time
+import types
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from supabase_auth.constants import STORAGE_KEY
+
+import auth
+from conftest import SITE_URL, Browser, csrf_token
+
+
+def session_of(client) -> dict:
+    with client.session_transaction() as sess:
+        return dict(sess)
+
+
+def move_app_clock(monkeypatch, seconds: float) -> None:
+    """Make the app (only the app) believe ``seconds`` have passed."""
+    start = time.time()
+    monkeypatch.setattr(auth, "time", types.SimpleNamespace(time=lambda: time.time() - start +
+                                                            start + seconds))
+
+
+def test_home_signed_out_offers_github(client):
+    response = client.get("/")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert "Sign in with GitHub" in page
+    assert 'data-leaving-text="Redirecting to GitHub…"' in page
+
+
+def test_signin_unknown_provider_is_404(client):
+    response = client.get("/signin/myspace")
+    assert response.status_code == 404
+    assert "not available" in response.get_data(as_text=True)
+
+
+def test_signin_redirects_to_supabase_with_pkce(client, emulator):
+    response = client.get("/signin/github")
+    assert response.status_code == 303
+    location = urlsplit(response.headers["Location"])
+    assert f"{location.scheme}://{location.netloc}" == emulator.url
+    assert location.path == "/auth/v1/authorize"
+    query = parse_qs(location.query)
+    assert query["provider"] == ["github"]
+    assert query["redirect_to"] == [f"{SITE_URL}/callback"]
+    assert query["code_challenge_method"] == ["s256"]
+    assert len(query["code_challenge"][0]) == 43
+    flows = session_of(client)[auth.FLOWS_KEY]
+    assert len(flows) == 1 and len(flows[0]["verifier"]) >= 43
+
+
+def test_signin_renews_a_planted_session(client):
+    with client.session_transaction() as sess:
+        sess["planted"] = "by someone else"
+        sess[STORAGE_KEY] = {"access_token": "x", "refresh_token": "y", "expires_at": 1}
+    client.get("/signin/github")
+    session = session_of(client)
+    assert "planted" not in session and STORAGE_KEY not in session
+
+
+def test_sign_in_round_trip_lands_signed_in(browser, client, github_account):
+    login = github_account(name="Mona Lisa")
+    response = browser.sign_in(login)
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/"
+    page = client.get("/").get_data(as_text=True)
+    assert "Hello, Mona Lisa" in page
+    assert f"{login}@example.com" in page
+    assert "Signed in as Mona Lisa." in page
+    assert 'action="/signout"' in page
+
+
+def test_session_cookie_keeps_tokens_not_the_user(browser, client, github_account):
+    browser.sign_in(github_account())
+    stored = session_of(client)[STORAGE_KEY]
+    assert set(stored) == {"access_token", "refresh_token", "expires_at", "provider_token",
+                           "user_created_at"}
+    assert auth.FLOWS_KEY not in session_of(client)
+
+
+@pytest.mark.parametrize("next_path", ["/account", "/account?tab=identities"])
+def test_next_survives_the_round_trip(client, browser, github_account, next_path):
+    consent = browser.start(f"/signin/github?next={next_path.replace('?', '%3F').replace('=', '%3D')}")
+    response = browser.approve(github_account(), consent)
+    assert response.headers["Location"] == next_path
+
+
+@pytest.mark.parametrize("next_path", [
+    "//evil.example", "/\\evil.example", "https://evil.example/", "javascript:alert(1)",
+    "/\r\nSet-Cookie:x=1", "account", "/\tevil", "/ok\nLocation: https://evil.example",
+])
+def test_unsafe_next_is_ignored(client, browser, github_account, next_path):
+    consent = browser.start("/signin/github?" + httpx.QueryParams({"next": next_path}).__str__())
+    response = browser.approve(github_account(), consent)
+    assert response.headers["Location"] == "/"
+
+
+def test_login_required_sends_to_signin_with_next(client):
+    response = client.get("/account?tab=x")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/signin?next=/account?tab%3Dx"
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Please sign in to open that page." in page
+    assert "/signin/github?next=/account?tab%3Dx" in page
+
+
+def test_cancel_on_consent_page_explains(browser):
+    response = browser.cancel()
+    assert response.status_code == 401
+    page = response.get_data(as_text=True)
+    assert "Sign-in was cancelled" in page
+    assert "Try again" in page
+
+
+def test_banned_user_is_told_why(browser, github_account, admin):
+    login = github_account()
+    browser.sign_in(login)
+    user_id = auth.decode_jwt(session_of(browser.client)[STORAGE_KEY]["access_token"])[
+        "payload"]["sub"]
+    assert admin.put(f"/admin/users/{user_id}", json={"ban_duration": "24h"}).status_code == 200
+    browser.client.post("/signout", data={"csrf_token": csrf_token(
+        browser.client.get("/").get_data(as_text=True))})
+    response = browser.sign_in(login)
+    assert response.status_code == 403
+    assert "suspended" in response.get_data(as_text=True)
+
+
+def test_unverified_email_is_explained(browser, github_account):
+    response = browser.sign_in(github_account(verified=False))
+    assert response.status_code == 403
+    assert "not verified" in response.get_data(as_text=True)
+
+
+def test_callback_without_verifier_is_a_clear_400(make_app, browser, github_account):
+    consent = browser.start()
+    other_browser = make_app().test_client()  # the link opened in another browser
+    browser.client = other_browser
+    response = browser.approve(github_account(), consent)
+    assert response.status_code == 400
+    assert "another browser" in response.get_data(as_text=True)
+
+
+def test_callback_with_a_wrong_verifier_is_a_clear_400(client, browser, github_account):
+    consent = browser.start()
+    with client.session_transaction() as sess:
+        sess[auth.FLOWS_KEY] = [{"verifier": "x" * 50, "next": "/"}]
+    response = browser.approve(github_account(), consent)
+    assert response.status_code == 400
+    assert "another sign-in attempt" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("query", ["", "code=", "code=" + "a" * 300, "code=not-a-code"])
+def test_callback_garbage_is_a_4xx_page(client, query):
+    client.get("/signin/github")
+    response = client.get(f"/callback?{query}")
+    assert response.status_code == 400
+    assert "Try again" in response.get_data(as_text=True)
+
+
+def test_second_hit_on_the_callback_lands_signed_in(client, browser, github_account):
+    assert browser.sign_in(github_account()).status_code == 302
+    again = client.get(browser.last_callback)
+    assert again.status_code == 302 and again.headers["Location"] == "/"
+    assert "Hello," in client.get("/").get_data(as_text=True)
+
+
+def test_two_tabs_signing_in_at_once_both_land(client, browser, github_account):
+    login = github_account()
+    consent_a = browser.start()
+    consent_b = browser.start()
+    assert browser.approve(login, consent_a).status_code == 302
+    assert browser.approve(login, consent_b).status_code == 302
+    assert "Hello," in client.get("/").get_data(as_text=True)
+
+
+def test_code_arriving_at_home_is_handled_and_logged(make_app, emulator, github_account, caplog):
+    # A callback URL the project does not allow: Supabase falls back to its SITE_URL, "/".
+    app = make_app(SITE_URL="http://app.invalid:5000", DEBUG=True)
+    browser = Browser(app.test_client(), emulator.url)
+    try:
+        with caplog.at_level(logging.WARNING, logger="app"):
+            response = browser.sign_in(github_account())
+        page = browser.client.get("/").get_data(as_text=True)
+    finally:
+        browser.close()
+    assert browser.last_callback.startswith("/?code=")
+    assert response.status_code == 302
+    assert "http://app.invalid:5000/callback to the Redirect URLs" in caplog.text
+    assert "Hello," in page
+
+
+def test_sign_out_clears_the_session(client, signed_in):
+    page = client.get("/").get_data(as_text=True)
+    response = client.post("/signout", data={"csrf_token": csrf_token(page)})
+    assert response.status_code == 302 and response.headers["Location"] == "/"
+    assert STORAGE_KEY not in session_of(client)
+    assert "You have been signed out." in client.get("/").get_data(as_text=True)
+
+
+def test_sign_out_needs_csrf(client, signed_in):
+    response = client.post("/signout")
+    assert response.status_code == 400
+    assert STORAGE_KEY in session_of(client)
+
+
+def test_sign_out_by_get_is_not_allowed(client, signed_in):
+    assert client.get("/signout").status_code == 405
+    assert STORAGE_KEY in session_of(client)
+
+
+def test_sign_out_everywhere_ends_other_browsers(make_app, client, browser, github_account):
+    login = github_account()
+    browser.sign_in(login)
+    other = Browser(make_app(AUTH_REVALIDATE_SECONDS=0).test_client(), browser.emulator_url)
+    try:
+        other.sign_in(login)
+        page = client.get("/").get_data(as_text=True)
+        client.post("/signout", data={"csrf_token": csrf_token(page), "scope": "global"})
+        after = other.client.get("/").get_data(as_text=True)
+    finally:
+        other.close()
+    assert "Sign in with GitHub" in after
+    assert "Your session has ended" in after
+
+
+def test_sign_out_reaches_nobody_but_still_signs_out(make_app, browser, github_account):
+    browser.sign_in(github_account())
+    page = browser.client.get("/").get_data(as_text=True)
+    cookie = browser.client.get_cookie("session")
+    down = make_app(SUPABASE_TRANSPORT=httpx.MockTransport(refuse)).test_client()
+    down.set_cookie("session", cookie.value)
+    response = down.post("/signout", data={"csrf_token": csrf_token(page), "scope": "global"})
+    assert response.status_code == 302
+    assert STORAGE_KEY not in session_of(down)
+
+
+def refuse(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("connection refused", request=request)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"ban_duration": "24h"}, "suspended"),
+    (None, "Your session has ended"),
+])
+def test_dashboard_changes_sign_the_person_out_on_revalidation(
+        make_app, emulator, admin, github_account, change, message):
+    app = make_app(AUTH_REVALIDATE_SECONDS=0)
+    browser = Browser(app.test_client(), emulator.url)
+    try:
+        browser.sign_in(github_account())
+        user_id = auth.decode_jwt(session_of(browser.client)[STORAGE_KEY]["access_token"])[
+            "payload"]["sub"]
+        if change is None:
+            assert admin.delete(f"/admin/users/{user_id}").status_code == 200
+        else:
+            assert admin.put(f"/admin/users/{user_id}", json=change).status_code == 200
+        page = browser.client.get("/").get_data(as_text=True)
+    finally:
+        browser.close()
+    assert message in page
+    assert "Sign in with GitHub" in page
+
+
+def test_role_set_in_the_dashboard_reaches_the_app(make_app, emulator, admin, github_account):
+    browser = Browser(make_app(AUTH_REVALIDATE_SECONDS=0).test_client(), emulator.url)
+    try:
+        browser.sign_in(github_account())
+        user_id = auth.decode_jwt(session_of(browser.client)[STORAGE_KEY]["access_token"])[
+            "payload"]["sub"]
+        admin.put(f"/admin/users/{user_id}", json={"app_metadata": {"role": "editor"}})
+        page = browser.client.get("/account").get_data(as_text=True)
+    finally:
+        browser.close()
+    assert "<dt>Role</dt><dd>editor</dd>" in page
+
+
+def test_no_revalidation_inside_the_window(client, signed_in):
+    before = session_of(client)[STORAGE_KEY]["refresh_token"]
+    client.get("/")
+    assert session_of(client)[STORAGE_KEY]["refresh_token"] == before
+
+
+def test_expired_token_is_refreshed_before_the_view(client, signed_in, monkeypatch):
+    before = session_of(client)[STORAGE_KEY]
+    move_app_clock(monkeypatch, 3601)
+    response = client.get("/")
+    after = session_of(client)[STORAGE_KEY]
+    assert response.status_code == 200 and "Hello," in response.get_data(as_text=True)
+    assert after["refresh_token"] != before["refresh_token"]
+    assert after["access_token"] != before["access_token"]
+
+
+def test_unreachable_supabase_keeps_the_session(make_app, browser, signed_in, monkeypatch):
+    tokens = session_of(browser.client)[STORAGE_KEY]
+    down = make_app(SUPABASE_TRANSPORT=httpx.MockTransport(refuse)).test_client()
+    down.set_cookie("session", browser.client.get_cookie("session").value)
+    move_app_clock(monkeypatch, 3601)
+    response = down.get("/")
+    assert response.status_code == 503
+    assert "try again" in response.get_data(as_text=True).lower()
+    assert session_of(down)[STORAGE_KEY] == tokens
+
+
+def test_account_lists_identities(client, signed_in):
+    response = client.get("/account")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "<td>GitHub</td>" in page
+    assert f"<td>{signed_in}</td>" in page
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize("cookie", ["garbage", "eyJ4IjoxfQ.bad.signature", "a" * 4000, ""])
+def test_tampered_cookie_reads_as_signed_out_and_is_cleared(client, cookie):
+    client.set_cookie("session", cookie)
+    response = client.get("/")
+    assert response.status_code == 200
+    assert "Sign in with GitHub" in response.get_data(as_text=True)
+    if cookie:
+        assert "session=;" in response.headers.get("Set-Cookie", "")
+
+
+@pytest.mark.parametrize("stored", [
+    "not a dict",
+    {"access_token": "a.b.c", "refresh_token": "r", "expires_at": 1},
+    {"access_token": 1, "refresh_token": "r", "expires_at": 1},
+])
+def test_well_signed_cookie_with_bad_tokens_is_signed_out(client, stored):
+    with client.session_transaction() as sess:
+        sess[STORAGE_KEY] = stored
+    response = client.get("/")
+    assert response.status_code == 200
+    assert "Sign in with GitHub" in response.get_data(as_text=True)
+    assert STORAGE_KEY not in session_of(client)
+
+
+def test_two_users_never_see_each_other(make_app, emulator, github_account):
+    app = make_app()
+    first, second = (Browser(app.test_client(), emulator.url) for _ in range(2))
+    try:
+        first.sign_in(github_account(name="Alice Example"))
+        second.sign_in(github_account(name="Bob Example"))
+        first_page = first.client.get("/").get_data(as_text=True)
+        second_page = second.client.get("/").get_data(as_text=True)
+    finally:
+        first.close()
+        second.close()
+    assert "Alice Example" in first_page and "Bob Example" not in first_page
+    assert "Bob Example" in second_page and "Alice Example" not in second_page

@@ -1,0 +1,183 @@
+"""End to end in a real browser: Debian's chromium, the app on a live server, the emulator."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from app import create_app
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+OFF_LOOPBACK = re.compile(r"^(?!http://127\.0\.0\.1:)")
+WAIT_MS = 10_000  # the longest any single step may take
+SCREENSHOT = Path("/tmp/signed-in.png")  # for people to look at; outside the repository
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(60)]
+
+
+def _no_browser(reason: str) -> None:
+    """CI must run the browser tests; elsewhere they are skipped with the reason."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI must run the browser tests (.ci/run installs chromium)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Debian's chromium, driven by Playwright, for this module's tests."""
+    if not CHROMIUM.exists():
+        _no_browser(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _no_browser("Playwright for Python is not installed (requirements-dev.txt)")
+    playwright = sync_playwright().start()
+    try:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
+                                             timeout=WAIT_MS)
+    except BaseException:
+        playwright.stop()
+        raise
+    yield browser
+    browser.close()
+    playwright.stop()
+
+
+class LiveSite:
+    """The app on a real port, and the emulator whose SITE_URL is that port."""
+
+    def __init__(self, url: str, emulator) -> None:
+        self.url = url
+        self.emulator = emulator
+
+
+@pytest.fixture
+def live_site() -> Iterator[LiveSite]:
+    """Serve the app on a free loopback port against its own emulator; stop both afterwards."""
+    from emulator.serve import start_background
+
+    # Bind first to learn the port: both the app and the emulator must know the app's address.
+    server = make_server("127.0.0.1", 0, None, threaded=True)
+    url = f"http://127.0.0.1:{server.server_port}"
+    emulator = start_background({"DATABASE": ":memory:", "SITE_URL": url})
+    app = create_app({
+        "TESTING": True,
+        "SECRET_KEY": secrets.token_urlsafe(32),
+        "SUPABASE_URL": emulator.url,
+        "SUPABASE_KEY": emulator.anon_key,
+        "SITE_URL": url,
+    })
+    server.app = app
+    thread = threading.Thread(target=server.serve_forever, name="live-app", daemon=True)
+    thread.start()
+    yield LiveSite(url, emulator)
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+    emulator.stop()
+    app.extensions["supabase"].http.close()
+
+
+@pytest.fixture
+def page(chromium, live_site):
+    """A fresh browser context (no cookies), every wait bounded, nothing beyond loopback."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=WAIT_MS)
+    context = chromium.new_context()
+    # The stand-in's avatars point at avatars.githubusercontent.com; keep the test offline.
+    context.route(OFF_LOOPBACK, lambda route: route.abort())
+    context.set_default_timeout(WAIT_MS)
+    context.set_default_navigation_timeout(WAIT_MS)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def csp_errors(messages) -> list[str]:
+    """Console errors that report a Content Security Policy violation."""
+    return [m.text for m in messages if m.type == "error" and "Content Security Policy" in m.text]
+
+
+def start_sign_in(page, site: LiveSite) -> None:
+    """From the home page, click the sign-in button and arrive on the stand-in's consent page."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("button", name="Sign in with GitHub").click()
+    expect(page).to_have_title(re.compile(r"^Authorize "))
+    assert page.url.startswith(f"{site.emulator.url}/github/login/oauth/authorize?")
+    expect(page.get_by_role("radio", name=re.compile(r"^octocat\b"))).to_be_checked()
+
+
+def test_sign_in_reload_account_sign_out(page, live_site):
+    """Sign in with GitHub, stay signed in across a reload, open the account, sign out."""
+    from playwright.sync_api import expect
+
+    console = []
+    page.on("console", lambda message: console.append(message))
+    home = page.goto(live_site.url + "/")
+    assert home.status == 200
+    expect(page.get_by_role("heading", name="Welcome")).to_be_visible()
+    assert csp_errors(console) == []
+
+    start_sign_in(page, live_site)
+    page.get_by_role("button", name="Authorize", exact=True).click()
+
+    page.wait_for_url(live_site.url + "/")
+    expect(page.get_by_role("status")).to_have_text("Signed in as The Octocat.")
+    expect(page.get_by_role("heading", name="Hello, The Octocat")).to_be_visible()
+    expect(page.get_by_text("octocat@example.com")).to_be_visible()
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    assert csp_errors(console) == []
+
+    page.reload()
+    expect(page.get_by_role("heading", name="Hello, The Octocat")).to_be_visible()
+    expect(page.get_by_text("octocat@example.com")).to_be_visible()
+    expect(page.get_by_role("status")).to_have_count(0)  # the flash was shown once
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Account").click()
+    page.wait_for_url(live_site.url + "/account")
+    expect(page.get_by_role("heading", name="The Octocat", exact=True)).to_be_visible()
+    identities = page.get_by_role("table")
+    expect(identities.get_by_role("row")).to_have_count(2)  # the header and one identity
+    expect(identities.get_by_role("row").nth(1).get_by_role("cell")).to_contain_text(
+        ["GitHub", "octocat", "octocat@example.com"])
+
+    page.get_by_role("navigation", name="Main").get_by_role("button", name="Sign out").click()
+    page.wait_for_url(live_site.url + "/")
+    expect(page.get_by_role("status")).to_have_text("You have been signed out.")
+    expect(page.get_by_role("button", name="Sign in with GitHub")).to_be_visible()
+    expect(page.get_by_role("heading", name="Hello, The Octocat")).to_have_count(0)
+    assert csp_errors(console) == []
+
+
+def test_cancel_on_consent_page(page, live_site):
+    """Cancel at the provider: a 401 page that says so and offers to try again."""
+    from playwright.sync_api import expect
+
+    page.goto(live_site.url + "/")
+    start_sign_in(page, live_site)
+    back_at_app = lambda r: (r.url.startswith(live_site.url + "/")  # noqa: E731
+                             and r.request.resource_type == "document")
+    with page.expect_response(back_at_app) as landed:
+        page.get_by_role("button", name="Cancel", exact=True).click()
+
+    assert landed.value.status == 401
+    expect(page.get_by_text("Sign-in was cancelled.")).to_be_visible()
+    expect(page.get_by_role("link", name="Try again")).to_be_visible()
