@@ -53,22 +53,27 @@ def env_lines(config: dict) -> list[str]:
             f"SUPABASE_SERVICE_ROLE_KEY={api_key('service_role', secret)}"]
 
 
+def warn_exposed(host: str) -> None:
+    """Say loudly that a non-loopback bind exposes an insecure server."""
+    print("!" * 72, file=sys.stderr)
+    print(f"WARNING: binding to {host}: the emulator has NO real security and uses\n"
+          "PUBLIC dev keys. Anyone who can reach this port can sign in as anyone and\n"
+          "administer all users. Use only on a trusted, isolated network.", file=sys.stderr)
+    print("!" * 72, file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print env and exit, or reset and serve until interrupted."""
     args = parse_args(argv)
     config = settings_for(args)
+    if args.reset:
+        db.reset(config["DATABASE"])
+        print(f"Reset {config['DATABASE']}", file=sys.stderr)
     if args.print_env:
         print("\n".join(env_lines(config)))
         return 0
-    if args.reset:
-        db.reset(config["DATABASE"])
-        print(f"Reset {config['DATABASE']}")
     if not is_loopback(args.host):
-        print("!" * 72, file=sys.stderr)
-        print(f"WARNING: binding to {args.host}: the emulator has NO real security and uses\n"
-              "PUBLIC dev keys. Anyone who can reach this port can sign in as anyone and\n"
-              "administer all users. Use only on a trusted, isolated network.", file=sys.stderr)
-        print("!" * 72, file=sys.stderr)
+        warn_exposed(args.host)
     app = create_app(config)
     print(f"Supabase Auth emulator on {config['PUBLIC_URL']} (API {config['PUBLIC_URL']}/auth/v1)")
     print(f"Dashboard: {config['PUBLIC_URL']}/dashboard   GitHub stand-in: {config['GITHUB_URL']}")

@@ -166,6 +166,8 @@ def create_user() -> Response:
                           app_metadata={"provider": "email", "providers": ["email"]})
     if body.get("id"):
         user["id"] = str(parse_user_id(body["id"]))
+        if users.load(get_db(), user["id"]) is not None:
+            raise ApiError(422, "user_already_exists", "User already exists")
     with get_db().transaction() as conn:
         apply_changes(conn, user, body, now)
         users.insert(conn, user)

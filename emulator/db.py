@@ -118,7 +118,6 @@ class Database:
         self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self.conn.row_factory = sqlite3.Row
         self.lock = threading.RLock()
-        self.depth = 0
         with self.lock:
             self.conn.execute("PRAGMA foreign_keys = ON")
             if path != ":memory:":
@@ -131,24 +130,13 @@ class Database:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """Run the block in one write transaction; roll back if it raises."""
         with self.lock:
-            if self.depth:  # nested use joins the outer transaction
-                self.depth += 1
-                try:
-                    yield self.conn
-                finally:
-                    self.depth -= 1
-                return
             self.conn.execute("BEGIN IMMEDIATE")
-            self.depth = 1
             try:
                 yield self.conn
             except BaseException:
                 self.conn.execute("ROLLBACK")
                 raise
-            else:
-                self.conn.execute("COMMIT")
-            finally:
-                self.depth = 0
+            self.conn.execute("COMMIT")
 
     def one(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Row | None:
         """Return the first row of a query, or None."""

@@ -4,7 +4,7 @@ These values are PUBLIC ON PURPOSE, like the demo keys ``supabase start`` prints
 exist so that a local setup works without configuration. Never use them anywhere real.
 """
 
-JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"
+JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"  # noqa: S105 - public
 
 #: HS256 JWTs signed with JWT_SECRET (iss "supabase-demo", exp in 2032), as `supabase start` has.
 ANON_KEY = (

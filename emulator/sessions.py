@@ -19,7 +19,7 @@ V1_TOKEN = re.compile(r"[a-z0-9]{12}")
 INVALID = ApiError(400, "validation_failed", "Refresh token is not valid")
 NOT_FOUND = ("refresh_token_not_found", "Invalid Refresh Token: Refresh Token Not Found")
 ALREADY_USED = ("refresh_token_already_used", "Invalid Refresh Token: Already Used")
-ACTIVE_TOKEN = (
+SELECT_ACTIVE = (
     "SELECT * FROM refresh_tokens WHERE session_id = ? AND revoked = 0 ORDER BY id DESC LIMIT 1"
 )
 
@@ -122,7 +122,7 @@ def rotate(conn: sqlite3.Connection, row: sqlite3.Row, now: float,
            config: dict[str, Any]) -> str | None:
     """Return the token to hand out, or None when reuse is detected (family revoked)."""
     if row["revoked"]:
-        active = conn.execute(ACTIVE_TOKEN, (row["session_id"],)).fetchone()
+        active = conn.execute(SELECT_ACTIVE, (row["session_id"],)).fetchone()
         if active is not None and active["parent"] == row["token"]:
             return active["token"]  # the client lost the last answer: give it again
         if now > row["updated_at"] + config["REFRESH_TOKEN_REUSE_INTERVAL"]:

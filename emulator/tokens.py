@@ -80,6 +80,9 @@ class TokenService:
         except jwt.InvalidTokenError as error:
             raise TokenError(f"token is malformed: {error}") from error
         self.check_times(claims)
+        for name in ("sub", "role", "session_id"):
+            if claims.get(name) is not None and not isinstance(claims[name], str):
+                raise TokenError(f"token has invalid claims: {name} must be a string")
         return claims
 
     def key_for(self, header: dict[str, Any]) -> tuple[Any, str]:

@@ -15,10 +15,11 @@ USER_COLUMNS = (
     "confirmation_token", "last_sign_in_at", "app_metadata", "user_metadata", "banned_until",
     "deleted_at", "is_anonymous", "created_at", "updated_at",
 )
-UPDATE_USER = "UPDATE users SET {} WHERE id = :id".format(
+# Built from the fixed column list above, never from input.
+UPDATE_USER = "UPDATE users SET {} WHERE id = :id".format(  # noqa: S608
     ", ".join(f"{c} = :{c}" for c in USER_COLUMNS)
 )
-INSERT_USER = "INSERT INTO users (id, {}) VALUES (:id, {})".format(
+INSERT_USER = "INSERT INTO users (id, {}) VALUES (:id, {})".format(  # noqa: S608
     ", ".join(USER_COLUMNS), ", ".join(f":{c}" for c in USER_COLUMNS)
 )
 DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0,

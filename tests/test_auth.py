@@ -12,7 +12,7 @@ import pytest
 from supabase_auth.constants import STORAGE_KEY
 
 import auth
-from conftest import SITE_URL, Browser, csrf_token
+from tests.helpers import SITE_URL, Browser, csrf_token
 
 
 def session_of(client) -> dict:

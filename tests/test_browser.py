@@ -14,6 +14,11 @@ from werkzeug.serving import make_server
 
 from app import create_app
 
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # reported by the ``chromium`` fixture: a failure in CI, a skip elsewhere
+    expect = sync_playwright = None
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
@@ -26,7 +31,7 @@ CHROMIUM_ARGS = [
 ]
 OFF_LOOPBACK = re.compile(r"^(?!http://127\.0\.0\.1:)")
 WAIT_MS = 10_000  # the longest any single step may take
-SCREENSHOT = Path("/tmp/signed-in.png")  # for people to look at; outside the repository
+SCREENSHOT = Path("/tmp/signed-in.png")  # noqa: S108 - a fixed place for people to look at
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(60)]
 
@@ -43,9 +48,7 @@ def chromium():
     """Debian's chromium, driven by Playwright, for this module's tests."""
     if not CHROMIUM.exists():
         _no_browser(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
+    if sync_playwright is None:
         _no_browser("Playwright for Python is not installed (requirements-dev.txt)")
     playwright = sync_playwright().start()
     try:
@@ -97,8 +100,6 @@ def live_site() -> Iterator[LiveSite]:
 @pytest.fixture
 def page(chromium, live_site):
     """A fresh browser context (no cookies), every wait bounded, nothing beyond loopback."""
-    from playwright.sync_api import expect
-
     expect.set_options(timeout=WAIT_MS)
     context = chromium.new_context()
     # The stand-in's avatars point at avatars.githubusercontent.com; keep the test offline.
@@ -117,8 +118,6 @@ def csp_errors(messages) -> list[str]:
 
 def start_sign_in(page, site: LiveSite) -> None:
     """From the home page, click the sign-in button and arrive on the stand-in's consent page."""
-    from playwright.sync_api import expect
-
     page.get_by_role("button", name="Sign in with GitHub").click()
     expect(page).to_have_title(re.compile(r"^Authorize "))
     assert page.url.startswith(f"{site.emulator.url}/github/login/oauth/authorize?")
@@ -127,8 +126,6 @@ def start_sign_in(page, site: LiveSite) -> None:
 
 def test_sign_in_reload_account_sign_out(page, live_site):
     """Sign in with GitHub, stay signed in across a reload, open the account, sign out."""
-    from playwright.sync_api import expect
-
     console = []
     page.on("console", lambda message: console.append(message))
     home = page.goto(live_site.url + "/")
@@ -169,12 +166,13 @@ def test_sign_in_reload_account_sign_out(page, live_site):
 
 def test_cancel_on_consent_page(page, live_site):
     """Cancel at the provider: a 401 page that says so and offers to try again."""
-    from playwright.sync_api import expect
-
     page.goto(live_site.url + "/")
     start_sign_in(page, live_site)
-    back_at_app = lambda r: (r.url.startswith(live_site.url + "/")  # noqa: E731
-                             and r.request.resource_type == "document")
+
+    def back_at_app(response) -> bool:
+        return (response.url.startswith(live_site.url + "/")
+                and response.request.resource_type == "document")
+
     with page.expect_response(back_at_app) as landed:
         page.get_by_role("button", name="Cancel", exact=True).click()
 

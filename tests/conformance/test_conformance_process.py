@@ -36,29 +36,35 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def print_env(*args: str) -> dict[str, str]:
+    """Run `python -m emulator --print-env` and parse its KEY=value lines."""
     out = subprocess.run(  # noqa: S603 - our own interpreter and module
         [sys.executable, "-m", "emulator", "--print-env", *args], env=clean_env(), cwd=ROOT,
         capture_output=True, text=True, timeout=20, check=True).stdout
     return dict(line.split("=", 1) for line in out.splitlines() if line)
 
 
-def test_print_env_lines():
-    env = print_env()
+@pytest.fixture(scope="module")
+def printed_env() -> dict[str, str]:
+    return print_env()
+
+
+def test_print_env_lines(printed_env):
+    env = printed_env
     assert list(env) == ["SUPABASE_URL", "SUPABASE_KEY", "SUPABASE_SERVICE_ROLE_KEY"]
     assert env["SUPABASE_URL"] == "http://127.0.0.1:54321"
 
 
 @pytest.mark.parametrize(("name", "role"), [("SUPABASE_KEY", "anon"),
                                             ("SUPABASE_SERVICE_ROLE_KEY", "service_role")])
-def test_print_env_keys_are_role_jwts(name, role):
-    token = print_env()[name]
+def test_print_env_keys_are_role_jwts(printed_env, name, role):
+    token = printed_env[name]
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
     assert jwt.decode(token, options={"verify_signature": False})["role"] == role
 
 
 @pytest.fixture
-def process(tmp_path) -> Iterator[str]:
-    """Run `python -m emulator --port <free>` on a temp database; yield its URL."""
+def process(tmp_path) -> Iterator[tuple[subprocess.Popen, str]]:
+    """Run `python -m emulator --port <free>` on a temp database; yield (process, URL)."""
     port = free_port()
     env = clean_env(EMULATOR_DATABASE=str(tmp_path / "auth.sqlite3"),
                     EMULATOR_GITHUB_AUTO_LOGIN="octocat")
@@ -66,9 +72,8 @@ def process(tmp_path) -> Iterator[str]:
     proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
         [sys.executable, "-m", "emulator", "--port", str(port)], env=env, cwd=ROOT,
         stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     try:
-        yield url
+        yield proc, f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
         try:
@@ -79,34 +84,36 @@ def process(tmp_path) -> Iterator[str]:
         log.close()
 
 
-def wait_for_health(url: str, anon_key: str) -> httpx.Response:
+def wait_for_health(process: tuple[subprocess.Popen, str], anon_key: str) -> httpx.Response:
+    """Poll /auth/v1/health until it answers, the process dies, or STARTUP_LIMIT passes."""
+    proc, url = process
     deadline = time.monotonic() + STARTUP_LIMIT
     with httpx.Client(timeout=2.0) as client:
         while True:
             try:
                 return client.get(url + "/auth/v1/health", headers={"apikey": anon_key})
             except httpx.TransportError:
+                assert proc.poll() is None, f"emulator exited with {proc.returncode}"
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
 
 
-def test_process_serves_health(process):
-    resp = wait_for_health(process, print_env()["SUPABASE_KEY"])
+def test_process_serves_health(process, printed_env):
+    resp = wait_for_health(process, printed_env["SUPABASE_KEY"])
     assert resp.status_code == 200
     assert resp.json()["name"] == "GoTrue"
 
 
-def test_process_pkce_sign_in_with_auto_login(process):
-    anon = print_env()["SUPABASE_KEY"]
+def test_process_pkce_sign_in_with_auto_login(process, printed_env):
+    anon = printed_env["SUPABASE_KEY"]
     wait_for_health(process, anon)
-    client = SyncGoTrueClient(url=process + "/auth/v1", headers={"apikey": anon},
+    client = SyncGoTrueClient(url=process[1] + "/auth/v1", headers={"apikey": anon},
                               flow_type="pkce", auto_refresh_token=False,
                               http_client=httpx.Client(timeout=TIMEOUT))
     with client, httpx.Client(timeout=TIMEOUT) as browser:
-        url = client.sign_in_with_oauth({"provider": "github",
-                                         "options": {"redirect_to": APP}}).url
-        location = url
+        location = client.sign_in_with_oauth({"provider": "github",
+                                              "options": {"redirect_to": APP}}).url
         for _ in range(5):  # /authorize -> stand-in (auto-approves) -> /callback -> app
             location = browser.get(location).headers["location"]
             if location.startswith(APP):

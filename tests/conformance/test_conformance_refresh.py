@@ -144,3 +144,15 @@ def test_session_works_after_concurrent_refreshes(sign_in, refresh, bearer):
     latest = bodies[-1]
     assert bearer("GET", "/user", latest["access_token"]).status_code == 200
     assert refresh(latest["refresh_token"]).status_code == 200
+
+
+
+@pytest.mark.emulator_only(reason="moves the emulator CLOCK past the reuse interval")
+def test_family_revocation_restarts_the_reuse_window(sign_in, refresh, clock):
+    """RevokeTokenFamily sets updated_at = now(), so a revoked token is briefly reusable."""
+    t0 = sign_in()["refresh_token"]
+    t1 = refresh(t0).json()["refresh_token"]
+    t2 = refresh(t1).json()["refresh_token"]
+    clock.advance(REUSE_INTERVAL + 1)
+    refresh(t0)
+    assert refresh(t2).status_code == 200

@@ -1,7 +1,5 @@
 """Fixtures: an in-memory emulator app with a movable clock, and a sign-in helper."""
 
-import os
-
 import pytest
 
 from emulator import close_app, create_app, keys
@@ -16,14 +14,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    """Keep the developer's EMULATOR_* / SUPABASE_* variables out of the tests."""
-    for name in list(os.environ):
-        if name.startswith(("EMULATOR_", "SUPABASE_", "FLASK_")):
-            monkeypatch.delenv(name)
 
 
 @pytest.fixture

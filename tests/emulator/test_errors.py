@@ -62,3 +62,37 @@ def test_unexpected_exception_is_500_json(app, anon):
 def test_api_error_keeps_status_and_code():
     error = ApiError(422, "email_exists", "taken")
     assert (error.status, error.error_code, str(error)) == (422, "email_exists", "taken")
+
+
+def forged(claims: dict) -> str:
+    """An HS256 token signed with the dev secret, carrying arbitrary claims."""
+    import jwt
+
+    from emulator import keys
+
+    return jwt.encode(claims, keys.JWT_SECRET, "HS256")
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs"), [
+    ("get", "/auth/v1/user", {"headers": {"Authorization": "Bearer a.b.c"}}),
+    ("get", "/auth/v1/user", {"headers": {"Authorization": "Bearer " + forged({"sub": 5})}}),
+    ("get", "/auth/v1/user", {"headers": {"Authorization": "Bearer " + forged(
+        {"sub": "6c1f3a9e-3d5c-4b36-9d55-0d2f1e7b9a10", "session_id": ["x"]})}}),
+    ("get", "/auth/v1/user", {"headers": {"Authorization": "Bearer " + forged({"exp": "soon"})}}),
+    ("get", "/auth/v1/admin/users", {"headers": {"Authorization": "Bearer " + forged(
+        {"role": ["service_role"]})}}),
+    ("post", "/auth/v1/token?grant_type=pkce", {"data": "[1, 2]"}),
+    ("post", "/auth/v1/token?grant_type=pkce", {"data": "\xff\xfe"}),
+    ("post", "/auth/v1/token?grant_type=refresh_token", {"data": "null"}),
+    ("post", "/auth/v1/token?grant_type=refresh_token", {"json": {"refresh_token": "A" * 60}}),
+    ("post", "/auth/v1/admin/users", {"json": {"email": 5}}),
+    ("post", "/auth/v1/callback", {"data": {"state": "\x00"}}),
+    ("get", "/auth/v1/authorize?provider=github&redirect_to=http://[::1", {}),
+    ("get", "/auth/v1/authorize?provider=GITHUB&redirect_to=%ff", {}),
+    ("post", "/github/login/oauth/access_token", {"data": {"code": "x"}}),
+    ("get", "/github/api/v3/user", {"headers": {"Authorization": "token"}}),
+])
+def test_garbage_never_gives_500(client, admin, method, path, kwargs):
+    headers = {**admin, **kwargs.pop("headers", {})}
+    response = getattr(client, method)(path, headers=headers, **kwargs)
+    assert response.status_code < 500, response.get_data(as_text=True)

@@ -5,8 +5,14 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from emulator import keys
-
-from tests.emulator.emulator_helpers import APP_CALLBACK, CHALLENGE, VERIFIER, auth_code, authorize, query
+from tests.emulator.emulator_helpers import (
+    APP_CALLBACK,
+    CHALLENGE,
+    VERIFIER,
+    auth_code,
+    authorize,
+    query,
+)
 
 
 def test_authorize_redirects_to_stand_in_with_sorted_params(client):

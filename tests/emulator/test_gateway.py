@@ -8,7 +8,8 @@ from emulator import keys
 @pytest.mark.parametrize("path", ["/auth/v1/settings", "/auth/v1/user", "/auth/v1/health"])
 def test_missing_key(client, path):
     response = client.get(path)
-    assert (response.status_code, response.json) == (401, {"message": "No API key found in request"})
+    assert response.status_code == 401
+    assert response.json == {"message": "No API key found in request"}
 
 
 def test_invalid_key(client):

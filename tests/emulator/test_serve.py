@@ -47,3 +47,34 @@ def test_supabase_auth_client_round_trip(running):
         assert auth.get_session() is None
     finally:
         auth._http_client.close()
+
+
+def free_port() -> int:
+    """A port that was free a moment ago."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_external_github_over_http():
+    """One emulator's auth API using another one's stand-in as GOTRUE_EXTERNAL_GITHUB_URL."""
+    port = free_port()
+    callback = f"http://127.0.0.1:{port}/auth/v1/callback"
+    github = start_background({"DATABASE": ":memory:", "GITHUB_AUTO_LOGIN": "octocat",
+                               "GITHUB_REDIRECT_URI": callback})
+    auth = start_background({"DATABASE": ":memory:", "GITHUB_URL": github.url + "/github"},
+                            port=port)
+    try:
+        with httpx.Client() as http:
+            location = http.get(auth.url + "/auth/v1/authorize", params={
+                "provider": "github", "redirect_to": "http://127.0.0.1:5000/cb"}).headers[
+                "Location"]
+            assert location.startswith(github.url + "/github/login/oauth/authorize?")
+            location = http.get(location).headers["Location"]
+            location = http.get(location).headers["Location"]
+        assert location.startswith("http://127.0.0.1:5000/cb#access_token=")
+    finally:
+        auth.stop()
+        github.stop()

@@ -34,10 +34,15 @@ def test_parent_of_active_token_returns_active_token_any_time_later(client, sign
     assert refresh(client, first).json["refresh_token"] == second
 
 
-def test_older_token_inside_interval_gets_new_child(client, sign_in, clock):
+def rotated_twice(client, sign_in) -> tuple[str, str, str]:
+    """Sign in and refresh twice; return the three tokens of the chain."""
     first = sign_in()["refresh_token"]
     second = refresh(client, first).json["refresh_token"]
-    third = refresh(client, second).json["refresh_token"]
+    return first, second, refresh(client, second).json["refresh_token"]
+
+
+def test_older_token_inside_interval_gets_new_child(client, sign_in, clock):
+    first, second, third = rotated_twice(client, sign_in)
     clock.now += 5
     reused = refresh(client, first)
     assert reused.status_code == 200
@@ -45,9 +50,7 @@ def test_older_token_inside_interval_gets_new_child(client, sign_in, clock):
 
 
 def test_reuse_outside_interval_revokes_the_family(client, sign_in, clock):
-    first = sign_in()["refresh_token"]
-    second = refresh(client, first).json["refresh_token"]
-    third = refresh(client, second).json["refresh_token"]
+    first, _, third = rotated_twice(client, sign_in)
     clock.now += 11
     response = refresh(client, first)
     assert (response.status_code, response.json["error_code"]) == \

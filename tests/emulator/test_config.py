@@ -1,0 +1,30 @@
+"""Config defaults, normalisation and the EMULATOR_* mapping."""
+
+import pytest
+
+from emulator.config import from_environ, load
+
+
+def test_defaults_and_derived_urls():
+    config = load({"PUBLIC_URL": "http://127.0.0.1:9000/"})
+    assert config["PUBLIC_URL"] == "http://127.0.0.1:9000"
+    assert config["GITHUB_URL"] == "http://127.0.0.1:9000/github"
+    assert config["GITHUB_REDIRECT_URI"] == "http://127.0.0.1:9000/auth/v1/callback"
+    assert config["REFRESH_TOKEN_REUSE_INTERVAL"] == 10
+
+
+def test_flow_state_expiry_has_a_floor():
+    assert load({"FLOW_STATE_EXPIRY": 10})["FLOW_STATE_EXPIRY"] == 300
+    assert load({"FLOW_STATE_EXPIRY": 900})["FLOW_STATE_EXPIRY"] == 900
+
+
+def test_env_strings_are_converted():
+    env = {"EMULATOR_JWT_EXP": "1", "EMULATOR_MAILER_AUTOCONFIRM": "true", "OTHER": "x",
+           "EMULATOR_UNKNOWN": "y"}
+    config = load(from_environ(env))
+    assert config["JWT_EXP"] == 1 and config["MAILER_AUTOCONFIRM"] is True
+
+
+def test_bad_alg():
+    with pytest.raises(ValueError, match="JWT_ALG"):
+        load({"JWT_ALG": "RS256"})

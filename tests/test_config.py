@@ -1,0 +1,87 @@
+"""Settings: read from the environment by the factory, checked before the app starts."""
+
+from __future__ import annotations
+
+import pytest
+
+from app import create_app
+from config import ConfigError
+from tests.helpers import SECRET
+
+GOOD = {"SUPABASE_URL": "https://abcd.supabase.co", "SUPABASE_KEY": "anon-key",
+        "SECRET_KEY": SECRET, "SITE_URL": "https://app.example.com"}
+
+
+@pytest.fixture
+def environment(monkeypatch):
+    def set_all(**values):
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+    return set_all
+
+
+def close(app):
+    app.extensions["supabase"].http.close()
+
+
+def test_reads_the_environment(environment):
+    environment(**GOOD, AUTH_PROVIDERS="GitHub, gitlab", AUTH_REVALIDATE_SECONDS="30",
+                AUTH_SCOPES="github:read:user repo")
+    app = create_app()
+    close(app)
+    assert app.config["SUPABASE_URL"] == "https://abcd.supabase.co"
+    assert app.config["AUTH_PROVIDERS"] == ["github", "gitlab"]
+    assert app.config["AUTH_REVALIDATE_SECONDS"] == 30
+    assert app.config["AUTH_SCOPES"] == {"github": "read:user repo"}
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+
+
+@pytest.mark.parametrize("missing", ["SUPABASE_URL", "SUPABASE_KEY", "SECRET_KEY", "SITE_URL"])
+def test_refuses_to_start_without_a_required_setting(environment, missing):
+    environment(**{name: value for name, value in GOOD.items() if name != missing})
+    with pytest.raises(ConfigError, match=missing):
+        create_app()
+
+
+@pytest.mark.parametrize("secret", ["dev", "changeme", "a" * 40, "short-but-random-Xy7"])
+def test_refuses_a_weak_secret_key(environment, secret):
+    environment(**{**GOOD, "SECRET_KEY": secret})
+    with pytest.raises(ConfigError, match="SECRET_KEY is too weak"):
+        create_app()
+
+
+def test_refuses_plain_http_outside_localhost(environment):
+    environment(**{**GOOD, "SITE_URL": "http://app.example.com"})
+    with pytest.raises(ConfigError, match="must use https"):
+        create_app()
+
+
+@pytest.mark.parametrize("name, value", [("AUTH_REVALIDATE_SECONDS", "soon"),
+                                         ("SUPABASE_TIMEOUT", "fast"),
+                                         ("SUPABASE_URL", "ftp://example.com")])
+def test_names_a_malformed_setting(environment, name, value):
+    environment(**{**GOOD, name: value})
+    with pytest.raises(ConfigError, match=name):
+        create_app()
+
+
+def test_all_problems_are_named_at_once(environment):
+    environment(SECRET_KEY="dev")
+    with pytest.raises(ConfigError) as raised:
+        create_app()
+    for name in ("SUPABASE_URL", "SUPABASE_KEY", "SECRET_KEY", "SITE_URL"):
+        assert name in str(raised.value)
+
+
+def test_debug_runs_without_secret_key_and_site_url(environment):
+    environment(FLASK_DEBUG="1", SUPABASE_URL="http://127.0.0.1:54321", SUPABASE_KEY="k")
+    app = create_app()
+    close(app)
+    assert len(app.config["SECRET_KEY"]) == 64
+    assert app.config["SITE_URL"] == "http://127.0.0.1:5000"
+    assert app.config["SESSION_COOKIE_SECURE"] is False
+
+
+def test_a_test_config_ignores_the_environment(environment, make_app):
+    environment(SUPABASE_URL="https://should-not-be-read.supabase.co")
+    assert make_app().config["SUPABASE_URL"].startswith("http://127.0.0.1:")

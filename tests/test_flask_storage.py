@@ -1,0 +1,107 @@
+"""FlaskSessionStorage: supabase_auth's items in the Flask session, small enough for a cookie."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from flask import session
+from supabase_auth.constants import STORAGE_KEY
+from supabase_auth.types import Session
+
+from flask_storage import FlaskSessionStorage, stored_tokens
+
+ACCESS_TOKEN = (  # header {"alg":"HS256"}; payload below; signature irrelevant to storage
+    "eyJhbGciOiJIUzI1NiJ9."
+    "eyJzdWIiOiJ1LTEiLCJhdWQiOiJhdXRoZW50aWNhdGVkIiwicm9sZSI6ImF1dGhlbnRpY2F0ZWQiLCJlbWFpbCI6Im"
+    "1vbmFAZXhhbXBsZS5jb20iLCJwaG9uZSI6IiIsImlhdCI6MTAwMCwiZXhwIjo0NjAwLCJhcHBfbWV0YWRhdGEiOnsi"
+    "cHJvdmlkZXIiOiJnaXRodWIifSwidXNlcl9tZXRhZGF0YSI6eyJ1c2VyX25hbWUiOiJtb25hIn0sImlzX2Fub255bW"
+    "91cyI6ZmFsc2V9.c2ln"
+)
+FULL_SESSION = {
+    "access_token": ACCESS_TOKEN,
+    "refresh_token": "abcdefghijkl",
+    "expires_in": 3600,
+    "expires_at": 4600,
+    "token_type": "bearer",
+    "provider_token": "gho_" + "x" * 36,
+    "user": {"id": "u-1", "aud": "authenticated", "app_metadata": {"provider": "github"},
+             "user_metadata": {"user_name": "mona", "bio": "b" * 2000},
+             "identities": [{"id": "1", "provider": "github", "identity_data": {"a": "b" * 500}}],
+             "created_at": "2026-11-01T10:00:00.000000Z"},
+}
+
+
+@pytest.fixture
+def storage(app):
+    with app.test_request_context():
+        yield FlaskSessionStorage()
+
+
+def test_plain_items_round_trip(storage):
+    storage.set_item("supabase.auth.token-code-verifier", "v" * 43)
+    assert storage.get_item("supabase.auth.token-code-verifier") == "v" * 43
+    storage.remove_item("supabase.auth.token-code-verifier")
+    assert storage.get_item("supabase.auth.token-code-verifier") is None
+
+
+def test_removing_a_missing_item_is_fine(storage):
+    storage.remove_item("never-set")
+    assert storage.get_item("never-set") is None
+
+
+def test_a_session_is_stored_without_the_user(storage):
+    storage.set_item(STORAGE_KEY, json.dumps(FULL_SESSION))
+    assert session[STORAGE_KEY] == {
+        "access_token": ACCESS_TOKEN, "refresh_token": "abcdefghijkl", "expires_at": 4600,
+        "provider_token": "gho_" + "x" * 36, "user_created_at": "2026-11-01T10:00:00.000000Z"}
+
+
+def test_the_stored_session_reads_back_as_a_supabase_session(storage):
+    storage.set_item(STORAGE_KEY, json.dumps(FULL_SESSION))
+    restored = Session.model_validate_json(storage.get_item(STORAGE_KEY))
+    assert restored.access_token == ACCESS_TOKEN
+    assert restored.refresh_token == "abcdefghijkl"
+    assert restored.expires_at == 4600 and restored.expires_in == 3600
+    assert restored.provider_token == "gho_" + "x" * 36
+    assert restored.user.id == "u-1"
+    assert restored.user.email == "mona@example.com"
+    assert restored.user.user_metadata == {"user_name": "mona"}
+
+
+@pytest.mark.parametrize("value", [None, "text", [], {"access_token": "a"},
+                                   {"access_token": "a", "refresh_token": "b", "expires_at": "1"}])
+def test_unexpected_shapes_read_as_signed_out(storage, value):
+    session[STORAGE_KEY] = value
+    assert stored_tokens() is None
+    assert storage.get_item(STORAGE_KEY) is None
+
+
+def cookie_size(client) -> int:
+    return len(client.get_cookie("session").value)
+
+
+def test_cookie_of_a_typical_github_user_is_small(browser, client, github_account):
+    browser.sign_in(github_account(name="Mona Lisa Octocat"))
+    client.get("/")  # the sign-in flash is shown and leaves the cookie
+    print("typical cookie bytes:", cookie_size(client))
+    assert cookie_size(client) <= 2000
+
+
+def test_cookie_stays_under_4096_for_three_identities_and_large_metadata(
+        browser, client, github_account, admin):
+    login = github_account()
+    created = admin.post("/admin/users", json={
+        "email": f"{login}@example.com", "email_confirm": True,
+        "phone": "15555550100", "phone_confirm": True,
+        "user_metadata": {"bio": os.urandom(512).hex(), "company": "Example Ltd"},
+        "app_metadata": {"role": "editor", "teams": ["alpha", "beta", "gamma"]},
+    })
+    assert created.status_code == 200, created.text
+    browser.sign_in(login)
+    user = admin.get(f"/admin/users/{created.json()['id']}").json()
+    assert len(user["identities"]) == 3
+    client.get("/")
+    print("worst-case cookie bytes:", cookie_size(client))
+    assert cookie_size(client) <= 4096

@@ -1,0 +1,169 @@
+"""TokenVerifier: local ES256/RS256/HS256 checks, the JWKS cache and the claims cache."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from tokens import InvalidToken, KeysUnavailable, TokenVerifier
+
+ISSUER = "http://127.0.0.1:54321/auth/v1"
+JWKS_URL = f"{ISSUER}/.well-known/jwks.json"
+EC_KEY = ec.generate_private_key(ec.SECP256R1())
+RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+OTHER_EC_KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+def public_jwk(private_key, kid: str, alg: str) -> dict:
+    algorithm = jwt.get_algorithm_by_name(alg)
+    jwk = json.loads(algorithm.to_jwk(private_key.public_key()))
+    return {**jwk, "kid": kid, "alg": alg, "use": "sig", "key_ops": ["verify"]}
+
+
+class JWKSServer:
+    """A JWKS endpoint that counts its fetches and can be switched off."""
+
+    def __init__(self, keys: list[dict]) -> None:
+        self.keys = keys
+        self.fetches = 0
+        self.down = False
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.fetches += 1
+        if self.down:
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(200, json={"keys": self.keys})
+
+
+def claims(**overrides) -> dict:
+    now = int(time.time())
+    return {"iss": ISSUER, "sub": "5b0c5a8e-0000-4000-8000-000000000001", "aud": "authenticated",
+            "exp": now + 3600, "iat": now, "role": "authenticated", **overrides}
+
+
+def sign(key, kid: str | None = "k1", alg: str = "ES256", **overrides) -> str:
+    headers = {"kid": kid} if kid else {}
+    return jwt.encode(claims(**overrides), key, algorithm=alg, headers=headers)
+
+
+@pytest.fixture
+def jwks():
+    return JWKSServer([public_jwk(EC_KEY, "k1", "ES256"), public_jwk(RSA_KEY, "r1", "RS256")])
+
+
+@pytest.fixture
+def make_verifier(jwks):
+    clients = []
+
+    def make(**options) -> TokenVerifier:
+        http = httpx.Client(transport=httpx.MockTransport(jwks))
+        clients.append(http)
+        return TokenVerifier(http=http, jwks_url=JWKS_URL, headers={}, issuer=ISSUER, **options)
+
+    yield make
+    for http in clients:
+        http.close()
+
+
+@pytest.mark.parametrize("token_factory", [
+    lambda: sign(EC_KEY),
+    lambda: sign(RSA_KEY, kid="r1", alg="RS256"),
+])
+def test_asymmetric_tokens_verify_through_the_jwks(make_verifier, token_factory):
+    assert make_verifier().verify(token_factory())["role"] == "authenticated"
+
+
+def test_verified_claims_are_cached(make_verifier, jwks, monkeypatch):
+    verifier = make_verifier()
+    token = sign(EC_KEY)
+    verifier.verify(token)
+    monkeypatch.setattr(jwt, "decode", lambda *a, **k: pytest.fail("verified twice"))
+    assert verifier.verify(token)["sub"] == claims()["sub"]
+    assert jwks.fetches == 1
+
+
+def test_expired_token_still_yields_claims_for_the_caller_to_refresh(make_verifier):
+    token = sign(EC_KEY, exp=int(time.time()) - 10)
+    assert make_verifier().verify(token)["exp"] < time.time()
+
+
+def test_unknown_kid_refetches_once_then_accepts_a_rotated_key(make_verifier, jwks):
+    verifier = make_verifier()
+    verifier.verify(sign(EC_KEY))
+    jwks.keys.append(public_jwk(OTHER_EC_KEY, "k2", "ES256"))
+    assert verifier.verify(sign(OTHER_EC_KEY, kid="k2"))["aud"] == "authenticated"
+    assert jwks.fetches == 2
+
+
+@pytest.mark.parametrize("token_factory", [
+    lambda: sign(OTHER_EC_KEY, kid="k1"),  # right kid, wrong key
+    lambda: sign(OTHER_EC_KEY, kid="nope"),  # a kid this project never had
+    lambda: sign(EC_KEY, iss="https://other.supabase.co/auth/v1"),
+    lambda: sign(EC_KEY, aud="anon"),
+    lambda: sign(EC_KEY, sub=None),
+    lambda: jwt.encode(claims(), None, algorithm="none"),
+    lambda: sign(EC_KEY, kid=None),
+    lambda: sign(RSA_KEY, kid="k1", alg="RS256"),  # an RS256 token naming the EC key
+    lambda: "not.a.jwt",
+    lambda: "",
+])
+def test_foreign_or_forged_tokens_are_invalid(make_verifier, token_factory):
+    with pytest.raises(InvalidToken):
+        make_verifier().verify(token_factory())
+
+
+def hs256_by_hand(payload: dict, secret: bytes) -> str:
+    """HS256 signed with any bytes (PyJWT refuses a PEM as an HMAC secret; attackers do not)."""
+    def part(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    signing_input = part(b'{"alg":"HS256","typ":"JWT","kid":"k1"}') + "." + part(
+        json.dumps(payload).encode())
+    signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{part(signature)}"
+
+
+@pytest.mark.parametrize("secret", [None, "the-project-secret-0123456789abcdef"])
+def test_hs256_token_signed_with_the_public_key_is_refused(make_verifier, secret):
+    public_pem = EC_KEY.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    token = hs256_by_hand(claims(), public_pem)
+    verifier = make_verifier(jwt_secret=secret)
+    if secret is None:  # nothing local can check it: the server is asked (and refuses it)
+        assert verifier.verify(token) is None
+    else:
+        with pytest.raises(InvalidToken):
+            verifier.verify(token)
+
+
+def test_hs256_with_the_project_secret_verifies(make_verifier):
+    secret = "the-project-secret-0123456789abcdef"
+    token = jwt.encode(claims(), secret, algorithm="HS256")
+    assert make_verifier(jwt_secret=secret).verify(token)["role"] == "authenticated"
+
+
+def test_hs256_without_a_secret_is_left_to_the_server(make_verifier):
+    token = jwt.encode(claims(), "some-secret-only-the-server-knows-123", algorithm="HS256")
+    assert make_verifier().verify(token) is None
+
+
+def test_unreachable_jwks_is_unavailable_not_invalid(make_verifier, jwks):
+    jwks.down = True
+    with pytest.raises(KeysUnavailable):
+        make_verifier().verify(sign(EC_KEY))
+
+
+def test_claims_cache_is_bounded(make_verifier):
+    verifier = make_verifier(max_entries=8)
+    for n in range(50):
+        verifier.verify(sign(EC_KEY, sub=f"5b0c5a8e-0000-4000-8000-{n:012d}"))
+    assert len(verifier._claims) <= 8
