@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 import auth
 import config
 import supabase_client
+from flask_storage import CheckedCookieSessionInterface
 from supabase_client import get_supabase
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ csrf = CSRFProtect()
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app from the environment, or from ``test_config`` in tests."""
     app = Flask(__name__)
+    app.session_interface = CheckedCookieSessionInterface()
     config.load(app, test_config)
     config.check(app)
     supabase_client.init_app(app)

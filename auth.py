@@ -25,7 +25,7 @@ from flask import (
 )
 from flask_login import LoginManager, UserMixin, current_user
 from supabase_auth.constants import STORAGE_KEY
-from supabase_auth.errors import AuthApiError, AuthError
+from supabase_auth.errors import AuthApiError, AuthError, AuthInvalidJwtError
 from supabase_auth.helpers import decode_jwt
 
 from flask_storage import stored_tokens
@@ -176,7 +176,12 @@ def _due_for_refresh(claims: dict) -> bool:
 
 
 def _claims_confirmed_by_server(access_token: str) -> dict | None:
-    claims = decode_jwt(access_token)["payload"]
+    try:
+        claims = decode_jwt(access_token)["payload"]
+    except AuthInvalidJwtError as error:
+        raise InvalidToken(error.message) from error
+    if not all(isinstance(claims.get(name), int) for name in ("exp", "iat")):
+        raise InvalidToken("the token has no exp or iat")
     if _due_for_refresh(claims):
         return None
     try:
@@ -223,8 +228,10 @@ def supabase_call(doing: str) -> Iterator[None]:
 
 def _unavailable(doing: str, error: Exception) -> None:
     log.warning("Supabase unavailable while %s: %s: %s", doing, type(error).__name__, error)
+    # At the callback nobody is signed in yet; telling them they are would mislead.
+    still = "You are still signed in; please" if stored_tokens() is not None else "Please"
     abort(503, description=f"We could not reach the sign-in service while {doing}. "
-                           "You are still signed in; please try again in a moment.")
+                           f"{still} try again in a moment.")
 
 
 def _forget_unreadable_cookie() -> None:

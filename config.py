@@ -8,6 +8,7 @@ import secrets
 from datetime import timedelta
 from urllib.parse import urlsplit
 
+import jwt
 from flask import Flask
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,11 @@ ENVIRONMENT = {
 # Placeholders seen in tutorials and .env files; a key this guessable signs anyone's cookie.
 WEAK_SECRETS = {"dev", "secret", "changeme", "change-me", "your-secret-key", "supersecret"}
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+# The local emulator and `supabase start` listen here and sign with public demo keys
+# (JWTs with "iss": "supabase-demo", and a published JWT secret): fine on a laptop only.
+DEMO_PORT = 54321
+DEMO_ISSUER = "supabase-demo"
+DEMO_JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"  # noqa: S105
 
 
 class ConfigError(RuntimeError):
@@ -73,6 +79,8 @@ def check(app: Flask) -> None:
     problems += _url_problems(app, "SUPABASE_URL") + _url_problems(app, "SITE_URL")
     if not app.debug:
         problems += _production_problems(app)
+    if not app.debug and not app.testing:  # tests run against the emulator on purpose
+        problems += _demo_problems(app)
     if problems:
         raise ConfigError(
             "Cannot start: " + "; ".join(problems) + ". Set them in the environment or in .env "
@@ -142,3 +150,25 @@ def _production_problems(app: Flask) -> list[str]:
     elif urlsplit(site_url).scheme == "http" and urlsplit(site_url).hostname not in LOOPBACK_HOSTS:
         problems.append(f"SITE_URL={site_url!r} must use https outside localhost")
     return problems
+
+
+def _demo_problems(app: Flask) -> list[str]:
+    problems = []
+    url = urlsplit(app.config["SUPABASE_URL"] or "")
+    if url.scheme == "http" and url.hostname in LOOPBACK_HOSTS and url.port == DEMO_PORT:
+        problems.append(f"SUPABASE_URL={app.config['SUPABASE_URL']!r} is the local emulator; "
+                        "use your project's URL (Project Settings > API)")
+    if _is_demo_key(app.config["SUPABASE_KEY"] or ""):
+        problems.append("SUPABASE_KEY is the emulator's public demo key; use your project's "
+                        "anon key")
+    if app.config["SUPABASE_JWT_SECRET"] == DEMO_JWT_SECRET:
+        problems.append("SUPABASE_JWT_SECRET is the emulator's public demo secret")
+    return problems
+
+
+def _is_demo_key(key: str) -> bool:
+    try:
+        claims = jwt.decode(key, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return False
+    return claims.get("iss") == DEMO_ISSUER

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 from flask import session
+from flask.sessions import SecureCookieSessionInterface
+from itsdangerous import BadSignature
 from supabase_auth import SyncSupportedStorage
 from supabase_auth.constants import STORAGE_KEY
 from supabase_auth.helpers import decode_jwt
@@ -38,6 +40,23 @@ class FlaskSessionStorage(SyncSupportedStorage):
         session.pop(key, None)
 
 
+class CheckedCookieSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, reading a cookie of an unexpected shape as empty."""
+
+    def open_session(self, app, request):
+        """Open the session; a payload Flask or Flask-WTF would choke on counts as unreadable."""
+        serializer = self.get_signing_serializer(app)
+        value = request.cookies.get(self.get_cookie_name(app))
+        if serializer is None or not value:
+            return super().open_session(app, request)
+        try:
+            data = serializer.loads(value, max_age=int(app.permanent_session_lifetime
+                                                       .total_seconds()))
+        except BadSignature:
+            data = None
+        return self.session_class(data if _looks_like_session(data) else {})
+
+
 def stored_tokens() -> dict | None:
     """The compact session of the current request's cookie, or None when signed out."""
     tokens = session.get(STORAGE_KEY)
@@ -69,6 +88,17 @@ def _expand(tokens: dict) -> str | None:
     fields = {field: tokens[field] for field in KEPT_FIELDS if field in tokens}
     expires_in = max(int(tokens["expires_at"]) - int(claims.get("iat", 0)), 0)
     return json.dumps({**fields, "expires_in": expires_in, "token_type": "bearer", "user": user})
+
+
+def _looks_like_session(data: object) -> bool:
+    # Signed by this app's key, yet an older release (or a leaked key) may have written another
+    # shape; Flask's flashes and Flask-WTF's token would raise on one, so it reads as empty.
+    if not isinstance(data, dict) or not isinstance(data.get("csrf_token", ""), str):
+        return False
+    flashes = data.get("_flashes", [])
+    return isinstance(flashes, list) and all(
+        isinstance(entry, list | tuple) and len(entry) == 2
+        and all(isinstance(part, str) for part in entry) for entry in flashes)
 
 
 def _looks_like_tokens(value: object) -> bool:

@@ -9,6 +9,7 @@ from werkzeug.serving import run_simple
 
 from . import close_app, create_app, db
 from .config import from_environ, load
+from .serve import HeaderKeepingHandler
 from .tokens import api_key
 
 DEFAULT_HOST = "127.0.0.1"
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Dashboard: {config['PUBLIC_URL']}/dashboard   GitHub stand-in: {config['GITHUB_URL']}")
     print("\n".join(env_lines(config)), flush=True)
     try:
-        run_simple(args.host, args.port, app, threaded=True)
+        run_simple(args.host, args.port, app, threaded=True,
+                   request_handler=HeaderKeepingHandler)
     finally:
         close_app(app)
     return 0

@@ -72,6 +72,8 @@ def link_header(page: int, per_page: int, total: int) -> str:
 def list_users() -> Response:
     """Page through users of the request aud, newest first by default."""
     page, per_page = positive_int("page", 1), positive_int("per_page", 50)
+    if per_page == 0:
+        raise ApiError(400, "validation_failed", "Bad Pagination Parameters: per_page")
     order = sort_order()
     term = f"%{request.args.get('filter', '')}%"
     where = ("aud = ? AND (email LIKE ? OR lower(json_extract(user_metadata, '$.full_name'))"

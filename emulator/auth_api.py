@@ -1,6 +1,7 @@
 """Supabase Auth API under /auth/v1: authorize, callback, token, user, logout and metadata."""
 
 import json
+import re
 import uuid
 from typing import Any
 
@@ -13,6 +14,7 @@ from .tokens import TokenError
 
 bp = Blueprint("auth_api", __name__, url_prefix="/auth/v1")
 
+BEARER = re.compile(r"(?i)bearer (\S+)\Z")
 HEALTH = {"version": "v2.196.0-emulator", "name": "GoTrue",
           "description": "GoTrue is a user registration and authentication API"}
 EXTERNAL_NAMES = (
@@ -61,11 +63,11 @@ def read_json(fields: dict[str, type]) -> dict[str, Any]:
 
 def bearer_claims() -> dict[str, Any]:
     """Verify the Authorization bearer token (401 / 403 as requireAuthentication does)."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    match = BEARER.match(request.headers.get("Authorization", ""))
+    if match is None:
         raise ApiError(401, "no_authorization", "This endpoint requires a valid Bearer token")
     try:
-        return current_app.extensions["emulator.tokens"].verify(token.strip())
+        return current_app.extensions["emulator.tokens"].verify(match.group(1))
     except TokenError as error:
         raise ApiError(403, "bad_jwt",
                        f"invalid JWT: unable to parse or verify signature, {error}") from error

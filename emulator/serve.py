@@ -5,10 +5,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from . import close_app, create_app, keys
 from .tokens import api_key
+
+
+class HeaderKeepingHandler(WSGIRequestHandler):
+    """Keep headers named with ``_`` (werkzeug drops them; GoTrue reads ``redirect_to``)."""
+
+    def make_environ(self) -> dict[str, Any]:
+        """Add underscore headers as ``HTTP_<NAME>`` like other headers."""
+        environ = super().make_environ()
+        for name, value in self.headers.items():
+            if "_" in name:
+                environ.setdefault("HTTP_" + name.upper(), value)
+        return environ
 
 
 class LateApp:
@@ -45,7 +57,7 @@ def start_background(config: dict[str, Any] | None = None, host: str = "127.0.0.
                      port: int = 0) -> RunningEmulator:
     """Bind, build the app with PUBLIC_URL set to the bound URL, and serve in a daemon thread."""
     late = LateApp()
-    server = make_server(host, port, late, threaded=True)
+    server = make_server(host, port, late, threaded=True, request_handler=HeaderKeepingHandler)
     url = f"http://{host}:{server.server_port}"
     app = create_app({**(config or {}), "PUBLIC_URL": url})
     late.app = app

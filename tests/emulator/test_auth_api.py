@@ -100,3 +100,8 @@ def test_openid_configuration(client, anon):
     body = client.get("/auth/v1/.well-known/openid-configuration", headers=anon).json
     assert body["issuer"] == "http://127.0.0.1:54321/auth/v1"
     assert body["jwks_uri"] == "http://127.0.0.1:54321/auth/v1/.well-known/jwks.json"
+
+
+def test_bearer_with_spaces_is_malformed(client, anon):
+    response = client.get("/auth/v1/user", headers={**anon, "Authorization": "Bearer a b"})
+    assert response.status_code == 401

@@ -78,3 +78,12 @@ def test_external_github_over_http():
     finally:
         auth.stop()
         github.stop()
+
+
+def test_underscore_headers_reach_the_app(running):
+    with httpx.Client() as http:
+        response = http.get(running.url + "/auth/v1/authorize", params={"provider": "github"},
+                            headers={"redirect_to": "http://127.0.0.1:5000/from-header"})
+    assert response.status_code == 302
+    stored = running.app.extensions["emulator.db"].one("SELECT referrer FROM flow_states")
+    assert stored["referrer"] == "http://127.0.0.1:5000/from-header"

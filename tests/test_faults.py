@@ -1,0 +1,244 @@
+"""Supabase failing under the app: refused, too slow, 5xx, malformed answers, at every stage."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import types
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+import pytest
+from supabase_auth.constants import STORAGE_KEY
+
+import auth
+from tests.helpers import SITE_URL, Browser, csrf_token
+
+TIMEOUT = 0.5  # SUPABASE_TIMEOUT for these tests
+SLACK = 1.5  # generous: a bound on how long a worker is held, not a speed test
+FAULTS = ["refused", "slow", "500", "502-html", "503", "malformed-json"]
+# stage -> the Supabase call it makes, as FaultyNetwork names it
+STAGES = {
+    "callback": "token?grant_type=pkce",
+    "refresh": "token?grant_type=refresh_token",
+    "revalidation": "token?grant_type=refresh_token",
+    "jwks": ".well-known/jwks.json",
+    "account": "user",
+}
+REVALIDATE = 60
+
+
+class Blackhole:
+    """A loopback server that accepts connections and never answers."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.connections: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections.append(connection)
+
+    def close(self) -> None:
+        self.listener.close()
+        for connection in self.connections:
+            connection.close()
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: connecting to it is refused."""
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        return probe.getsockname()[1]
+
+
+class FaultyNetwork(httpx.BaseTransport):
+    """The real network to the emulator, with a fault injected per Supabase call."""
+
+    def __init__(self, blackhole_port: int) -> None:
+        self.real = httpx.HTTPTransport()
+        self.blackhole_port = blackhole_port
+        self.refused_port = closed_port()
+        self.faults: dict[str, str] = {}
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        fault = self.faults.get(self.call_name(request))
+        if fault is None:
+            return self.real.handle_request(request)
+        if fault in ("refused", "slow"):
+            port = self.refused_port if fault == "refused" else self.blackhole_port
+            return self.real.handle_request(moved(request, port))
+        if fault == "malformed-json":
+            return httpx.Response(200, content=b'{"access_token": "abc", "us',
+                                  headers={"Content-Type": "application/json"})
+        if fault == "502-html":
+            return httpx.Response(502, content=b"<html><h1>502 Bad Gateway</h1></html>",
+                                  headers={"Content-Type": "text/html"})
+        return httpx.Response(int(fault), json={"code": "unexpected_failure",
+                                                "message": "Something broke"})
+
+    @staticmethod
+    def call_name(request: httpx.Request) -> str:
+        name = request.url.path.split("/auth/v1/", 1)[-1]
+        grant = request.url.params.get("grant_type")
+        return f"{name}?grant_type={grant}" if grant else name
+
+    def close(self) -> None:
+        self.real.close()
+
+
+def moved(request: httpx.Request, port: int) -> httpx.Request:
+    """The same request, sent to another loopback port (with its timeouts)."""
+    return httpx.Request(request.method, request.url.copy_with(port=port),
+                         headers=request.headers, content=request.read(),
+                         extensions=request.extensions)
+
+
+@pytest.fixture(scope="module")
+def blackhole():
+    hole = Blackhole()
+    yield hole
+    hole.close()
+
+
+@pytest.fixture
+def network(blackhole):
+    faulty = FaultyNetwork(blackhole.port)
+    yield faulty
+    faulty.close()
+
+
+@pytest.fixture
+def faulty_app(make_app, network):
+    return make_app(SUPABASE_TRANSPORT=network, SUPABASE_TIMEOUT=TIMEOUT,
+                    AUTH_REVALIDATE_SECONDS=REVALIDATE)
+
+
+def move_app_clock(monkeypatch, seconds: float) -> None:
+    """Make the app (only the app) believe ``seconds`` have passed."""
+    monkeypatch.setattr(auth, "time", types.SimpleNamespace(time=lambda: time.time() + seconds))
+
+
+def auth_state(client) -> dict:
+    """What ties the browser to a person: its tokens and its sign-ins under way."""
+    with client.session_transaction() as sess:
+        return {key: sess.get(key) for key in (STORAGE_KEY, auth.FLOWS_KEY)}
+
+
+class Stage:
+    """A browser at one stage of its life with the app, ready to make the faulted request."""
+
+    def __init__(self, name, faulty_app, browser, github_account, emulator, monkeypatch):
+        self.name = name
+        self.client = faulty_app.test_client()
+        self.path = "/"
+        if name == "callback":
+            helper = Browser(self.client, emulator.url)
+            try:
+                self.path = callback_path(helper, github_account())
+            finally:
+                helper.close()
+        else:
+            assert browser.sign_in(github_account()).status_code == 302
+            self.client.set_cookie("session", browser.client.get_cookie("session").value)
+            self.path = "/account" if name == "account" else "/"
+        if name == "refresh":
+            move_app_clock(monkeypatch, 3601)
+        elif name == "revalidation":
+            move_app_clock(monkeypatch, REVALIDATE + 1)
+        self.before = auth_state(self.client)
+
+    def request(self):
+        return self.client.get(self.path)
+
+
+def callback_path(helper: Browser, login: str) -> str:
+    """Approve on the consent page; the callback path the emulator sends the browser to."""
+    consent = helper.start()
+    form = next(f for f in helper._forms(consent) if "state" in f["fields"])
+    response = helper.emulator.post(urljoin(str(consent.url), form["action"]),
+                                    data={**form["fields"], "login": login,
+                                          "action": "authorize"})
+    while response.is_redirect:
+        location = urljoin(str(response.url), response.headers["Location"])
+        if location.startswith(SITE_URL):
+            parts = urlsplit(location)
+            return f"{parts.path}?{parts.query}"
+        response = helper.emulator.get(location)
+    raise AssertionError(response.text)
+
+
+@pytest.fixture
+def stage(request, faulty_app, browser, github_account, emulator, monkeypatch):
+    return Stage(request.param, faulty_app, browser, github_account, emulator, monkeypatch)
+
+
+def faulted(stage: Stage, network: FaultyNetwork, fault: str):
+    network.faults[STAGES[stage.name]] = fault
+    started = time.monotonic()
+    response = stage.request()
+    return response, time.monotonic() - started
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize("stage", list(STAGES), indirect=True)
+def test_fault_shows_a_clear_502_or_503_page(stage, network, fault):
+    response, _ = faulted(stage, network, fault)
+    page = response.get_data(as_text=True)
+    assert response.status_code in (502, 503)
+    assert "could not reach the sign-in service" in page
+    assert "Try again" in page
+    assert "Traceback" not in page
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize("stage", list(STAGES), indirect=True)
+def test_fault_leaves_the_cookie_as_it_was(stage, network, fault):
+    faulted(stage, network, fault)
+    assert auth_state(stage.client) == stage.before
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize("stage", list(STAGES), indirect=True)
+def test_after_the_fault_the_person_is_signed_in(stage, network, fault):
+    faulted(stage, network, fault)
+    network.faults.clear()
+    stage.request()  # "Try again": the same request, now that Supabase answers
+    page = stage.client.get("/").get_data(as_text=True)
+    assert "Hello," in page
+
+
+@pytest.mark.parametrize("fault", ["refused", "slow"])
+@pytest.mark.parametrize("stage", list(STAGES), indirect=True)
+def test_fault_holds_the_worker_no_longer_than_the_timeout(stage, network, fault):
+    _, elapsed = faulted(stage, network, fault)
+    assert elapsed < TIMEOUT + SLACK
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_starting_a_sign_in_needs_no_call_to_supabase(faulty_app, network, fault):
+    network.faults.update({call: fault for call in STAGES.values()})
+    network.faults.update({"authorize": fault, "logout": fault})
+    response = faulty_app.test_client().get("/signin/github")
+    assert response.status_code == 303
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_sign_out_during_a_fault_still_signs_out_here(faulty_app, network, browser, signed_in,
+                                                      fault):
+    client = faulty_app.test_client()
+    client.set_cookie("session", browser.client.get_cookie("session").value)
+    token = csrf_token(client.get("/").get_data(as_text=True))
+    network.faults["logout"] = fault
+    started = time.monotonic()
+    response = client.post("/signout", data={"csrf_token": token})
+    assert time.monotonic() - started < TIMEOUT + SLACK
+    assert response.status_code == 302
+    assert auth_state(client)[STORAGE_KEY] is None
