@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 
-from flask import session
+from cryptography.fernet import Fernet, InvalidToken
+from flask import current_app, session
 from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import BadSignature
 from supabase_auth import SyncSupportedStorage
@@ -16,9 +19,14 @@ from supabase_auth.helpers import decode_jwt
 # access token already carries the user's id, email and metadata, and the page that lists
 # identities asks the server for them, so only the tokens, their expiry and the one user field
 # the token lacks (created_at, which supabase_auth's User model requires) are kept.
-# provider_token is GitHub's token: Supabase returns it once, at the code exchange, and never
-# refreshes it, so it lives here or nowhere.
-KEPT_FIELDS = ("access_token", "refresh_token", "expires_at", "provider_token")
+TOKEN_FIELDS = ("access_token", "refresh_token", "expires_at")
+
+# provider_token is the provider's own OAuth token (GitHub's gho_…). Supabase hands it over once,
+# at the code exchange, and never refreshes it, so it must live with the session; there is no
+# server-side store to put it in. Unlike the refresh token, which rotates and dies at sign-out,
+# a GitHub token never expires and works against GitHub directly, so the cookie carries it
+# encrypted (Fernet, key derived from SECRET_KEY): reading the cookie does not reveal it.
+PROVIDER_TOKEN = "provider_token"
 
 
 class FlaskSessionStorage(SyncSupportedStorage):
@@ -32,8 +40,8 @@ class FlaskSessionStorage(SyncSupportedStorage):
         return value
 
     def set_item(self, key: str, value: str) -> None:
-        """Store a value; a session is cut down to ``KEPT_FIELDS`` first."""
-        session[key] = _compact(value) if key == STORAGE_KEY else value
+        """Store a value; a session is cut down to its tokens first."""
+        session[key] = _compact(value, stored_tokens()) if key == STORAGE_KEY else value
 
     def remove_item(self, key: str) -> None:
         """Forget a value; forgetting one that is not there is fine."""
@@ -63,11 +71,38 @@ def stored_tokens() -> dict | None:
     return tokens if _looks_like_tokens(tokens) else None
 
 
-def _compact(raw_session: str) -> dict:
+def provider_token() -> str | None:
+    """The provider's OAuth token kept with this session, if any (decrypted)."""
+    tokens = stored_tokens()
+    sealed = tokens.get(PROVIDER_TOKEN) if tokens else None
+    if not isinstance(sealed, str):
+        return None
+    try:
+        return _fernet().decrypt(sealed.encode()).decode()
+    except InvalidToken:  # sealed under an older SECRET_KEY: as good as absent
+        return None
+
+
+def forget_provider_token() -> None:
+    """Drop the provider token (revoked, or it belongs to a provider the app does not call)."""
+    tokens = stored_tokens()
+    if tokens and tokens.pop(PROVIDER_TOKEN, None) is not None:
+        session.modified = True
+
+
+def _compact(raw_session: str, previous: dict | None) -> dict:
     data = json.loads(raw_session)
-    kept = {field: data[field] for field in KEPT_FIELDS if data.get(field)}
+    kept = {field: data[field] for field in TOKEN_FIELDS}
     kept["user_created_at"] = data["user"]["created_at"]
+    if data.get(PROVIDER_TOKEN):
+        kept[PROVIDER_TOKEN] = _fernet().encrypt(data[PROVIDER_TOKEN].encode()).decode()
+    elif previous and PROVIDER_TOKEN in previous and _same_user(previous, data):
+        kept[PROVIDER_TOKEN] = previous[PROVIDER_TOKEN]  # a refresh: Supabase sends none
     return kept
+
+
+def _same_user(previous: dict, data: dict) -> bool:
+    return decode_jwt(previous["access_token"])["payload"].get("sub") == data["user"]["id"]
 
 
 def _expand(tokens: dict) -> str | None:
@@ -85,20 +120,19 @@ def _expand(tokens: dict) -> str | None:
         "is_anonymous": bool(claims.get("is_anonymous")),
         "created_at": tokens.get("user_created_at"),
     }
-    fields = {field: tokens[field] for field in KEPT_FIELDS if field in tokens}
+    fields = {field: tokens[field] for field in TOKEN_FIELDS}
     expires_in = max(int(tokens["expires_at"]) - int(claims.get("iat", 0)), 0)
     return json.dumps({**fields, "expires_in": expires_in, "token_type": "bearer", "user": user})
 
 
-def _looks_like_session(data: object) -> bool:
-    # Signed by this app's key, yet an older release (or a leaked key) may have written another
-    # shape; Flask's flashes and Flask-WTF's token would raise on one, so it reads as empty.
-    if not isinstance(data, dict) or not isinstance(data.get("csrf_token", ""), str):
-        return False
-    flashes = data.get("_flashes", [])
-    return isinstance(flashes, list) and all(
-        isinstance(entry, list | tuple) and len(entry) == 2
-        and all(isinstance(part, str) for part in entry) for entry in flashes)
+def _fernet() -> Fernet:
+    digest = hashlib.sha256(b"flask_storage.provider_token\0" + _secret_bytes()).digest()
+    return Fernet(base64.urlsafe_b64encode(digest))
+
+
+def _secret_bytes() -> bytes:
+    secret = current_app.secret_key
+    return secret if isinstance(secret, bytes) else str(secret).encode()
 
 
 def _looks_like_tokens(value: object) -> bool:
@@ -110,3 +144,14 @@ def _looks_like_tokens(value: object) -> bool:
         and isinstance(value.get("refresh_token"), str)
         and isinstance(value.get("expires_at"), int)
     )
+
+
+def _looks_like_session(data: object) -> bool:
+    # Signed by this app's key, yet an older release (or a leaked key) may have written another
+    # shape; Flask's flashes and Flask-WTF's token would raise on one, so it reads as empty.
+    if not isinstance(data, dict) or not isinstance(data.get("csrf_token", ""), str):
+        return False
+    flashes = data.get("_flashes", [])
+    return isinstance(flashes, list) and all(
+        isinstance(entry, list | tuple) and len(entry) == 2
+        and all(isinstance(part, str) for part in entry) for entry in flashes)

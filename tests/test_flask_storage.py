@@ -10,7 +10,12 @@ from flask import session
 from supabase_auth.constants import STORAGE_KEY
 from supabase_auth.types import Session
 
-from flask_storage import FlaskSessionStorage, stored_tokens
+from flask_storage import (
+    FlaskSessionStorage,
+    forget_provider_token,
+    provider_token,
+    stored_tokens,
+)
 
 ACCESS_TOKEN = (  # header {"alg":"HS256"}; payload below; signature irrelevant to storage
     "eyJhbGciOiJIUzI1NiJ9."
@@ -53,9 +58,44 @@ def test_removing_a_missing_item_is_fine(storage):
 
 def test_a_session_is_stored_without_the_user(storage):
     storage.set_item(STORAGE_KEY, json.dumps(FULL_SESSION))
-    assert session[STORAGE_KEY] == {
-        "access_token": ACCESS_TOKEN, "refresh_token": "abcdefghijkl", "expires_at": 4600,
-        "provider_token": "gho_" + "x" * 36, "user_created_at": "2026-11-01T10:00:00.000000Z"}
+    stored = dict(session[STORAGE_KEY])
+    assert stored.pop("provider_token")
+    assert stored == {"access_token": ACCESS_TOKEN, "refresh_token": "abcdefghijkl",
+                      "expires_at": 4600, "user_created_at": "2026-11-01T10:00:00.000000Z"}
+
+
+def test_the_provider_token_is_stored_encrypted(storage):
+    storage.set_item(STORAGE_KEY, json.dumps(FULL_SESSION))
+    assert "gho_" not in json.dumps(dict(session))
+    assert provider_token() == "gho_" + "x" * 36
+
+
+def test_a_refresh_keeps_the_provider_token(storage):
+    storage.set_item(STORAGE_KEY, json.dumps(FULL_SESSION))
+    refreshed = {**FULL_SESSION, "refresh_token": "mnopqrstuvwx", "provider_token": None}
+    storage.set_item(STORAGE_KEY, json.dumps(refreshed))
+    assert session[STORAGE_KEY]["refresh_token"] == "mnopqrstuvwx"
+    assert provider_token() == "gho_" + "x" * 36
+
+
+def test_another_users_session_does_not_inherit_the_provider_token(storage):
+    storage.set_item(STORAGE_KEY, json.dumps(FULL_SESSION))
+    other = {**FULL_SESSION, "provider_token": None,
+             "user": {**FULL_SESSION["user"], "id": "u-2"}}
+    storage.set_item(STORAGE_KEY, json.dumps(other))
+    assert provider_token() is None
+
+
+def test_a_provider_token_sealed_under_another_secret_reads_as_absent(storage, app):
+    storage.set_item(STORAGE_KEY, json.dumps(FULL_SESSION))
+    app.secret_key = "another-secret-key-0123456789-abcdefghijkl"
+    assert provider_token() is None
+
+
+def test_forgetting_the_provider_token(storage):
+    storage.set_item(STORAGE_KEY, json.dumps(FULL_SESSION))
+    forget_provider_token()
+    assert provider_token() is None and stored_tokens()["refresh_token"] == "abcdefghijkl"
 
 
 def test_the_stored_session_reads_back_as_a_supabase_session(storage):
@@ -64,7 +104,7 @@ def test_the_stored_session_reads_back_as_a_supabase_session(storage):
     assert restored.access_token == ACCESS_TOKEN
     assert restored.refresh_token == "abcdefghijkl"
     assert restored.expires_at == 4600 and restored.expires_in == 3600
-    assert restored.provider_token == "gho_" + "x" * 36
+    assert restored.provider_token is None  # supabase_auth never needs it back
     assert restored.user.id == "u-1"
     assert restored.user.email == "mona@example.com"
     assert restored.user.user_metadata == {"user_name": "mona"}
