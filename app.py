@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, current_app, g, redirect, render_template, request, session, url_for
-from flask_login import login_required
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    g,
+    render_template,
+    request,
+    session,
+)
 from flask_wtf.csrf import CSRFError, CSRFProtect
-from supabase_auth.errors import AuthApiError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+import account
 import auth
 import config
+import roles
 import supabase_client
 from flask_storage import CheckedCookieSessionInterface
-from supabase_client import get_supabase
 
 log = logging.getLogger(__name__)
 pages = Blueprint("pages", __name__)
@@ -33,6 +40,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     csrf.init_app(app)
     auth.init_app(app)
     app.register_blueprint(pages)
+    app.register_blueprint(account.bp)
+    app.register_blueprint(roles.bp)
     register_error_pages(app)
     register_template_helpers(app)
     app.after_request(set_security_headers)
@@ -54,20 +63,6 @@ def index():
     return render_template("index.html", providers=auth.enabled_providers())
 
 
-@pages.get("/account")
-@login_required
-def account():
-    """Profile, provider, linked identities and last sign-in, fresh from Supabase."""
-    try:
-        with auth.supabase_call("loading your account"):
-            response = get_supabase().auth.get_user()
-    except AuthApiError as error:
-        log.info("account page: Supabase refused the session: %s", error.code)
-        session.clear()
-        return redirect(url_for("auth.signin_page", next=request.path))
-    return render_template("account.html", user=response.user)
-
-
 @pages.get("/healthz")
 def healthz():
     """Liveness for load balancers: the process answers, nothing else is checked."""
@@ -82,7 +77,7 @@ def register_template_helpers(app: Flask) -> None:
 
 def format_datetime(value: datetime | None) -> str:
     """A timestamp as people read it, in UTC."""
-    return value.astimezone(timezone.utc).strftime("%d %b %Y, %H:%M UTC") if value else "—"
+    return value.astimezone(UTC).strftime("%d %b %Y, %H:%M UTC") if value else "—"
 
 
 def register_error_pages(app: Flask) -> None:

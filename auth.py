@@ -28,7 +28,7 @@ from supabase_auth.constants import STORAGE_KEY
 from supabase_auth.errors import AuthApiError, AuthError, AuthInvalidJwtError
 from supabase_auth.helpers import decode_jwt
 
-from flask_storage import stored_tokens
+from flask_storage import PROVIDER_TOKEN, stored_tokens
 from supabase_client import extension, get_supabase
 from tokens import InvalidToken, KeysUnavailable
 
@@ -70,12 +70,15 @@ CALLBACK_ERRORS = {
                              "Please start again."),
     "flow_state_already_used": (400, "This sign-in link has already been used. "
                                      "Please start again."),
+    "identity_already_exists": (409, "That account is already linked, to you or to someone "
+                                     "else. Sign in with it instead, or link a different one."),
 }
 SESSION_ENDED = {
     "user_banned": "Your account has been suspended, so you have been signed out.",
     "user_not_found": "Your account no longer exists, so you have been signed out.",
 }
-SESSION_ENDED_DEFAULT = "Your session has ended (it was signed out or revoked). Please sign in again."
+SESSION_ENDED_DEFAULT = (
+    "Your session has ended (it was signed out or revoked). Please sign in again.")
 
 
 class User(UserMixin):
@@ -289,20 +292,42 @@ def signin_page():
 @bp.get("/signin/<provider>")
 def signin(provider: str):
     """Start the PKCE flow: renew the session, keep the verifier, go to Supabase."""
-    if provider not in current_app.config["AUTH_PROVIDERS"]:
-        abort(404, description=f"Signing in with {provider!r} is not available here.")
+    require_provider(provider)
     flows = _pending_flows()
     session.clear()  # a planted or stale cookie is never carried into the new sign-in
+    session[FLOWS_KEY] = flows
+    response = get_supabase().auth.sign_in_with_oauth(
+        {"provider": provider, "options": oauth_options(provider)})
+    next_path = safe_next(request.args.get("next")) or url_for("pages.index")
+    return start_flow(response.url, provider, next_path, intent="signin")
+
+
+def require_provider(provider: str) -> None:
+    """404 unless the app offers this provider and the Supabase project has it enabled."""
+    if provider not in current_app.config["AUTH_PROVIDERS"]:
+        abort(404, description=f"Signing in with {provider!r} is not available here.")
+    if extension().settings.provider_enabled(provider) is False:
+        log.warning("provider %s is offered (AUTH_PROVIDERS) but disabled in the Supabase "
+                    "project: enable it under Authentication > Sign In / Providers", provider)
+        abort(404, description=f"Signing in with {provider_name(provider)} is not enabled for "
+                               "this site yet. Please use another way to sign in.")
+
+
+def oauth_options(provider: str) -> dict:
+    """redirect_to (always SITE_URL's /callback, never the Host header) and configured scopes."""
     options = {"redirect_to": current_app.config["SITE_URL"] + url_for("auth.callback")}
     scopes = current_app.config["AUTH_SCOPES"].get(provider)
     if scopes:
         options["scopes"] = scopes
-    response = get_supabase().auth.sign_in_with_oauth({"provider": provider, "options": options})
-    verifier = session.pop(VERIFIER_KEY)
-    next_path = safe_next(request.args.get("next")) or url_for("pages.index")
-    flows.append({"verifier": verifier, "next": next_path})
-    session[FLOWS_KEY] = flows[-MAX_FLOWS:]
-    return redirect(response.url, code=303)
+    return options
+
+
+def start_flow(url: str, provider: str, next_path: str, *, intent: str):
+    """Keep the verifier supabase_auth just stored, among the last few, and go to ``url``."""
+    flow = {"verifier": session.pop(VERIFIER_KEY), "next": next_path,
+            "provider": provider, "intent": intent}
+    session[FLOWS_KEY] = [*_pending_flows(), flow][-MAX_FLOWS:]
+    return redirect(url, code=303)
 
 
 @bp.route("/callback", methods=["GET"])
@@ -326,6 +351,7 @@ def finish_sign_in(args: Mapping[str, str]):
             400, "This sign-in was started in another browser, or the cookie that ties it to "
                  "this browser was lost. Please start again here.")
     refusal = None
+    previous = stored_tokens()
     for flow in reversed(flows):
         try:
             with supabase_call("finishing your sign-in"):
@@ -336,7 +362,7 @@ def finish_sign_in(args: Mapping[str, str]):
             if error.code != "bad_code_verifier":  # another tab's verifier may still match
                 break
             continue
-        return _signed_in(result.session, flow, [f for f in flows if f is not flow])
+        return _signed_in(result.session, flow, [f for f in flows if f is not flow], previous)
     if current_user.is_authenticated:
         return redirect(url_for("pages.index"))
     status, message = CALLBACK_ERRORS.get(
@@ -345,16 +371,28 @@ def finish_sign_in(args: Mapping[str, str]):
     return _sign_in_failed(status, message)
 
 
-def _signed_in(new_session, flow: dict, other_flows: list[dict]):
+def _signed_in(new_session, flow: dict, other_flows: list[dict], previous: dict | None):
     tokens = session[STORAGE_KEY]  # written by FlaskSessionStorage during the exchange
+    if flow.get("provider", "github") != "github":
+        # The app only calls GitHub's API: keep the GitHub token the session already had.
+        _keep_provider_token(tokens, previous)
     session.clear()
     session[STORAGE_KEY] = tokens
     if other_flows:
         session[FLOWS_KEY] = other_flows
     session.permanent = True
     user = User(_trust(new_session.access_token))
-    flash(f"Signed in as {user.name}.", "success")
+    if flow.get("intent") == "link":
+        flash(f"{provider_name(flow['provider'])} is now linked to your account.", "success")
+    else:
+        flash(f"Signed in as {user.name}.", "success")
     return redirect(flow["next"])
+
+
+def _keep_provider_token(tokens: dict, previous: dict | None) -> None:
+    tokens.pop(PROVIDER_TOKEN, None)
+    if previous and PROVIDER_TOKEN in previous:
+        tokens[PROVIDER_TOKEN] = previous[PROVIDER_TOKEN]
 
 
 def _provider_error(args: Mapping[str, str]):
@@ -399,7 +437,7 @@ def signout():
         flash("Signed out of your other devices." if reached else
               "We could not reach the sign-in service; your other devices are still signed in.",
               "success" if reached else "warning")
-        return redirect(url_for("pages.account"))
+        return redirect(url_for("account.index"))
     session.clear()
     if reached or scope == "local":
         flash("You have been signed out.", "success")

@@ -24,6 +24,7 @@ DEFAULTS = {
     "AUTH_PROVIDERS": "github",
     "AUTH_SCOPES": "",  # e.g. "github:read:user repo,gitlab:read_user"
     "AUTH_REVALIDATE_SECONDS": 60,
+    "GITHUB_API_URL": "https://api.github.com",  # GitHub Enterprise: https://<host>/api/v3
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_HTTPONLY": True,
     "PERMANENT_SESSION_LIFETIME": timedelta(days=14),
@@ -46,6 +47,7 @@ ENVIRONMENT = {
     "AUTH_PROVIDERS": str,
     "AUTH_SCOPES": str,
     "AUTH_REVALIDATE_SECONDS": int,
+    "GITHUB_API_URL": str,
 }
 
 # Placeholders seen in tutorials and .env files; a key this guessable signs anyone's cookie.

@@ -26,7 +26,7 @@ TOKEN_FIELDS = ("access_token", "refresh_token", "expires_at")
 # server-side store to put it in. Unlike the refresh token, which rotates and dies at sign-out,
 # a GitHub token never expires and works against GitHub directly, so the cookie carries it
 # encrypted (Fernet, key derived from SECRET_KEY): reading the cookie does not reveal it.
-PROVIDER_TOKEN = "provider_token"
+PROVIDER_TOKEN = "provider_token"  # noqa: S105 - a field name, not a secret
 
 
 class FlaskSessionStorage(SyncSupportedStorage):

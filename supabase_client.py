@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import dataclass, field
 
 import httpx
 from flask import Flask, current_app, g
@@ -23,6 +25,42 @@ class SupabaseExtension:
     key: str
     http: httpx.Client
     tokens: TokenVerifier
+    settings: ProjectSettings = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "settings", ProjectSettings(self))
+
+
+class ProjectSettings:
+    """The project's public /auth/v1/settings, fetched at most once a minute per process."""
+
+    TTL = 60.0
+
+    def __init__(self, shared: SupabaseExtension) -> None:
+        self._shared = shared
+        self._external: dict[str, bool] | None = None
+        self._fetched_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def provider_enabled(self, provider: str) -> bool | None:
+        """True/False as the project says, or None when it cannot be asked right now."""
+        with self._lock:
+            if time.monotonic() - self._fetched_at > self.TTL:
+                self._external = self._fetch()
+                self._fetched_at = time.monotonic()
+            external = self._external
+        return None if external is None else bool(external.get(provider, False))
+
+    def _fetch(self) -> dict[str, bool] | None:
+        shared = self._shared
+        try:
+            response = shared.http.get(f"{shared.url}/auth/v1/settings",
+                                       headers={"apikey": shared.key})
+            response.raise_for_status()
+            external = response.json()["external"]
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return None  # Supabase itself will answer at /authorize
+        return external if isinstance(external, dict) else None
 
 
 def init_app(app: Flask) -> None:

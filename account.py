@@ -1,0 +1,138 @@
+"""The account page: profile, linked identities, GitHub data, linking and unlinking."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import login_required
+from supabase_auth.errors import AuthApiError
+from supabase_auth.types import User as SupabaseUser
+
+import auth
+import github_api
+from flask_storage import forget_provider_token, provider_token
+from supabase_client import extension, get_supabase
+
+log = logging.getLogger(__name__)
+bp = Blueprint("account", __name__, url_prefix="/account")
+
+MANUAL_LINKING_OFF = (
+    "Linking another sign-in method is turned off for this site's Supabase project. A project "
+    "admin can turn on Manual Linking under Authentication > Sign In / Providers "
+    "(GOTRUE_SECURITY_MANUAL_LINKING_ENABLED=true when self-hosting)."
+)
+
+
+@bp.get("")
+@login_required
+def index():
+    """Profile, provider, identities, last sign-in and GitHub data, fresh from Supabase."""
+    user = _fresh_user()
+    if user is None:
+        return redirect(url_for("auth.signin_page", next=request.path))
+    linked = {identity.provider for identity in user.identities or []}
+    linkable = [p for p in auth.enabled_providers() if p["id"] not in linked]
+    return render_template("account.html", user=user, linkable=linkable,
+                           github=_github_section(linked))
+
+
+@bp.post("/link/<provider>")
+@login_required
+def link(provider: str):
+    """Start linking another provider to this account (PKCE, like a sign-in)."""
+    auth.require_provider(provider)
+    try:
+        with auth.supabase_call("starting to link an account"):
+            response = get_supabase().auth.link_identity(
+                {"provider": provider, "options": auth.oauth_options(provider)})
+    except AuthApiError as error:
+        log.info("link_identity refused: %s", error.code)
+        flash(MANUAL_LINKING_OFF if error.code == "manual_linking_disabled" else
+              "That account could not be linked right now. Please try again.", "warning")
+        return redirect(url_for("account.index"))
+    return auth.start_flow(response.url, provider, url_for("account.index"), intent="link")
+
+
+@bp.get("/unlink/<identity_id>")
+@login_required
+def confirm_unlink(identity_id: str):
+    """Ask before unlinking: the person may lose a way to sign in."""
+    user = _fresh_user()
+    if user is None:
+        return redirect(url_for("auth.signin_page", next=url_for("account.index")))
+    identity = _identity(user, identity_id)
+    return render_template("unlink.html", identity=identity,
+                           last_one=len(user.identities or []) <= 1)
+
+
+@bp.post("/unlink/<identity_id>")
+@login_required
+def unlink(identity_id: str):
+    """Unlink an identity; the last one stays, so the person can still sign in."""
+    user = _fresh_user()
+    if user is None:
+        return redirect(url_for("auth.signin_page", next=url_for("account.index")))
+    identity = _identity(user, identity_id)
+    if len(user.identities or []) <= 1:
+        flash("This is your only way to sign in, so it cannot be unlinked.", "warning")
+        return redirect(url_for("account.index"))
+    try:
+        with auth.supabase_call("unlinking the account"):
+            get_supabase().auth.unlink_identity(identity)
+    except AuthApiError as error:
+        log.info("unlink_identity refused: %s", error.code)
+        flash("That account could not be unlinked. Please reload the page and try again.",
+              "warning")
+        return redirect(url_for("account.index"))
+    if identity.provider == "github":
+        forget_provider_token()
+    flash(f"{auth.provider_name(identity.provider)} is no longer linked.", "success")
+    return redirect(url_for("account.index"))
+
+
+def _fresh_user() -> SupabaseUser | None:
+    """The user as Supabase has it now, or None when it refuses this session."""
+    try:
+        with auth.supabase_call("loading your account"):
+            return get_supabase().auth.get_user().user
+    except AuthApiError as error:
+        log.info("account page: Supabase refused the session: %s", error.code)
+        session.clear()
+        return None
+
+
+def _identity(user: SupabaseUser, identity_id: str):
+    for identity in user.identities or []:
+        if identity.identity_id == identity_id:
+            return identity
+    abort(404, description="That linked account was not found; it may be unlinked already.")
+
+
+def _github_section(linked: set[str]) -> dict:
+    """What the page says about GitHub: the profile, or why there is none and what to do."""
+    if "github" not in linked:
+        return {"state": "not-linked"}
+    token = provider_token()
+    if token is None:
+        return {"state": "reconnect"}
+    try:
+        profile = github_api.fetch_profile(extension().http,
+                                           current_app.config["GITHUB_API_URL"], token)
+    except github_api.GitHubTokenRejected:
+        forget_provider_token()
+        return {"state": "reconnect"}
+    except github_api.GitHubUnavailable as error:
+        log.warning("GitHub API unavailable: %s", error)
+        return {"state": "unavailable"}
+    return {"state": "ok", "profile": profile}
