@@ -27,7 +27,8 @@ def emulator():
     """One emulator for the whole run, on a free port, with an in-memory database."""
     from emulator.serve import start_background
 
-    running = start_background({"DATABASE": ":memory:", "SITE_URL": SITE_URL})
+    running = start_background({"DATABASE": ":memory:", "SITE_URL": SITE_URL,
+                                "PROVIDERS": "github,gitlab,google", "MANUAL_LINKING": True})
     yield running
     running.stop()
 

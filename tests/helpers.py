@@ -43,17 +43,20 @@ class Browser:
     def close(self) -> None:
         self.emulator.close()
 
-    def start(self, path: str = "/signin/github") -> httpx.Response:
-        """Click a sign-in button; return the stand-in's consent page."""
-        response = self.client.get(path)
+    def start(self, path: str = "/signin/github", data: dict | None = None) -> httpx.Response:
+        """Click a sign-in button (or submit a form, with ``data``); return the consent page."""
+        response = self.client.get(path) if data is None else self.client.post(path, data=data)
         assert response.status_code == 303, response.status_code
         return self._follow(response.headers["Location"])
 
-    def approve(self, login: str, consent: httpx.Response | None = None, *, action: str = ""):
-        """Pick ``login`` on the consent page; return the app's answer to the callback."""
+    def approve(self, login: str | None, consent: httpx.Response | None = None, *,
+                action: str = ""):
+        """Pick ``login`` (None: the page's default) on the consent page; return the app's answer."""
         consent = consent or self.start()
         form = next(f for f in self._forms(consent) if "state" in f["fields"])
-        fields = {**form["fields"], "login": login, "action": action or "authorize"}
+        fields = {**form["fields"], "action": action or "authorize"}
+        if login is not None:
+            fields["login"] = login
         response = self.emulator.post(urljoin(str(consent.url), form["action"]), data=fields)
         return self.back_to_app(response)
 

@@ -1,0 +1,161 @@
+"""The account page: identities, linking and unlinking, GitHub data, sessions elsewhere."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from tests.helpers import SITE_URL, Browser, csrf_token
+
+
+def account_page(client) -> str:
+    response = client.get("/account")
+    assert response.status_code == 200, response.status_code
+    return response.get_data(as_text=True)
+
+
+def link(browser: Browser, provider: str):
+    """Press "Link <provider>" on /account and approve as the stand-in's default account."""
+    token = csrf_token(account_page(browser.client))
+    consent = browser.start(f"/account/link/{provider}", data={"csrf_token": token})
+    return browser.approve(None, consent)
+
+
+def identity_ids(page: str) -> list[str]:
+    return re.findall(r'/account/unlink/([0-9a-f-]{36})"', page)
+
+
+def test_account_shows_the_github_profile(client, signed_in):
+    page = account_page(client)
+    assert f">{signed_in}</a>" in page
+    assert re.search(r"<dt>Public repositories</dt><dd>\d+</dd>", page)
+
+
+def test_linking_another_provider(client, browser, signed_in):
+    response = link(browser, "gitlab")
+    assert response.status_code == 302 and response.headers["Location"] == "/account"
+    page = account_page(client)
+    assert "GitLab is now linked to your account." in page
+    assert "<td>GitLab</td>" in page and "<td>GitHub</td>" in page
+    assert "Link GitLab" not in page and "Link Google" in page
+    # The GitHub token is kept: the GitLab exchange returned GitLab's token, not GitHub's.
+    assert re.search(r"<dt>Public repositories</dt><dd>\d+</dd>", page)
+
+
+def test_linking_when_the_project_has_manual_linking_off(make_app, github_account):
+    from emulator.serve import start_background
+
+    emulator = start_background({"DATABASE": ":memory:", "SITE_URL": SITE_URL,
+                                 "PROVIDERS": "github,gitlab", "MANUAL_LINKING": False})
+    browser = Browser(make_app(SUPABASE_URL=emulator.url, SUPABASE_KEY=emulator.anon_key,
+                               AUTH_PROVIDERS="github,gitlab").test_client(), emulator.url)
+    try:
+        browser.sign_in("octocat")
+        token = csrf_token(account_page(browser.client))
+        response = browser.client.post("/account/link/gitlab", data={"csrf_token": token})
+        page = account_page(browser.client)
+    finally:
+        browser.close()
+        emulator.stop()
+    assert response.status_code == 302 and response.headers["Location"] == "/account"
+    assert "Manual Linking" in page
+
+
+def test_link_needs_csrf(client, signed_in):
+    assert client.post("/account/link/gitlab").status_code == 400
+
+
+def test_unlink_asks_first_then_unlinks(client, browser, signed_in):
+    link(browser, "gitlab")
+    page = account_page(client)
+    gitlab_id = next(i for i in identity_ids(page)
+                     if "Unlink GitLab?" in client.get(f"/account/unlink/{i}").get_data(True))
+    confirm = client.get(f"/account/unlink/{gitlab_id}").get_data(as_text=True)
+    response = client.post(f"/account/unlink/{gitlab_id}",
+                           data={"csrf_token": csrf_token(confirm)})
+    assert response.status_code == 302
+    page = account_page(client)
+    assert "GitLab is no longer linked." in page
+    assert "<td>GitLab</td>" not in page and "<td>GitHub</td>" in page
+
+
+def test_the_last_identity_cannot_be_unlinked(client, signed_in, admin):
+    page = account_page(client)
+    assert identity_ids(page) == []  # no Unlink link next to the only identity
+    user_id = _user_id_of(client)
+    only = admin.get(f"/admin/users/{user_id}").json()["identities"][0]["identity_id"]
+    assert "only way to sign in" in client.get(f"/account/unlink/{only}").get_data(True)
+    response = client.post(f"/account/unlink/{only}", data={"csrf_token": csrf_token(page)})
+    assert response.status_code == 302
+    assert "only way to sign in" in account_page(client)
+    assert len(admin.get(f"/admin/users/{user_id}").json()["identities"]) == 1
+
+
+def test_unlinking_an_unknown_identity_is_404(client, signed_in):
+    token = csrf_token(account_page(client))
+    unknown = "00000000-0000-4000-8000-000000000000"
+    assert client.get(f"/account/unlink/{unknown}").status_code == 404
+    assert client.post(f"/account/unlink/{unknown}", data={"csrf_token": token}).status_code == 404
+
+
+def _user_id_of(client) -> str:
+    from supabase_auth.constants import STORAGE_KEY
+    from supabase_auth.helpers import decode_jwt
+
+    with client.session_transaction() as stored:
+        return decode_jwt(stored[STORAGE_KEY]["access_token"])["payload"]["sub"]
+
+
+def test_a_revoked_github_token_offers_reconnect(client, browser, signed_in, emulator):
+    config = emulator.app.config
+    token = _provider_token_of(client)
+    revoked = httpx.request(
+        "DELETE", f"{emulator.url}/github/applications/{config['GITHUB_CLIENT_ID']}/token",
+        auth=(config["GITHUB_CLIENT_ID"], config["GITHUB_CLIENT_SECRET"]),
+        json={"access_token": token}, timeout=5)
+    assert revoked.status_code == 204
+    page = account_page(client)
+    assert "Reconnect GitHub" in page
+    consent = browser.start("/signin/github?next=/account")
+    assert browser.approve(signed_in, consent).headers["Location"] == "/account"
+    assert re.search(r"<dt>Public repositories</dt><dd>\d+</dd>", account_page(client))
+
+
+def _provider_token_of(client) -> str:
+    from flask_storage import provider_token
+
+    cookie = f"session={client.get_cookie('session').value}"
+    with client.application.test_request_context(headers={"Cookie": cookie}):
+        return provider_token()
+
+
+def test_sign_out_of_other_devices_keeps_this_one(make_app, client, browser, github_account):
+    login = github_account()
+    browser.sign_in(login)
+    other = Browser(make_app(AUTH_REVALIDATE_SECONDS=0).test_client(), browser.emulator_url)
+    try:
+        other.sign_in(login)
+        token = csrf_token(account_page(client))
+        response = client.post("/signout", data={"csrf_token": token, "scope": "others"})
+        this_page = client.get(response.headers["Location"]).get_data(as_text=True)
+        other_page = other.client.get("/").get_data(as_text=True)
+    finally:
+        other.close()
+    assert "Signed out of your other devices." in this_page
+    assert "Sign in with GitHub" in other_page and "Your session has ended" in other_page
+
+
+def test_a_provider_disabled_in_the_project_is_explained(make_app):
+    client = make_app(AUTH_PROVIDERS="github,twitter").test_client()
+    response = client.get("/signin/twitter")
+    assert response.status_code == 404
+    assert "not enabled for this site" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("path", ["/account", "/account/unlink/x"])
+def test_account_pages_need_a_signed_in_person(client, path):
+    response = client.get(path)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/signin?next=/account")
