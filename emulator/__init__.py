@@ -1,11 +1,23 @@
-"""Local Supabase Auth (GoTrue) emulator with a GitHub stand-in; see README.md."""
+"""Local Supabase Auth (GoTrue) emulator with provider stand-ins; see README.md."""
 
 import secrets
 from typing import Any
 
 from flask import Flask
 
-from . import admin_api, auth_api, dashboard, db, errors, forms, gateway, github, provider
+from . import (
+    admin_api,
+    auth_api,
+    dashboard,
+    db,
+    errors,
+    forms,
+    gateway,
+    github,
+    oauth_stand_in,
+    provider,
+    stand_in,
+)
 from .config import load as load_config
 from .tokens import TokenService
 
@@ -20,18 +32,18 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.secret_key = secrets.token_bytes(32)  # only signs the dashboard's flash messages
     db.init_app(app)
     app.extensions["emulator.tokens"] = TokenService(app.config)
+    stand_in.init_app(app)
     provider.init_app(app)
     forms.init_app(app)
     gateway.init_app(app)
     for blueprint in (auth_api.bp, admin_api.bp, github.bp, dashboard.bp):
         app.register_blueprint(blueprint)
+    oauth_stand_in.init_app(app)
     errors.init_app(app)
     return app
 
 
 def close_app(app: Flask) -> None:
     """Release what create_app opened (database connection, HTTP pool)."""
-    client = app.extensions.get("emulator.github")
-    if isinstance(client, provider.HttpGitHub):
-        client.close()
+    provider.close(app)
     app.extensions["emulator.db"].close()

@@ -5,9 +5,9 @@ import re
 import uuid
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, redirect, request
 
-from . import flows, sessions, users
+from . import flows, linking, sessions, users
 from .db import get_db
 from .errors import ApiError, json_response
 from .tokens import TokenError
@@ -105,7 +105,8 @@ def current_user() -> tuple[dict[str, Any], dict[str, Any]]:
 def authorize() -> Response:
     """Start an OAuth flow: 302 to the provider."""
     args = {key: request.args.get(key, "") for key in request.args}
-    return flows.start(args, request.headers.get("redirect_to"), request.headers.get("Referer"))
+    return redirect(flows.start(args, request.headers.get("redirect_to"),
+                                request.headers.get("Referer")), 302)
 
 
 @bp.route("/callback", methods=["GET", "POST"])
@@ -137,6 +138,41 @@ def user() -> Response:
     return json_response(users.full_json(get_db(), current))
 
 
+def require_manual_linking() -> None:
+    """requireManualLinkingEnabled: 404 unless MANUAL_LINKING is on."""
+    if not current_app.config["MANUAL_LINKING"]:
+        raise ApiError(404, "manual_linking_disabled", "Manual linking is disabled")
+
+
+@bp.get("/user/identities/authorize")
+def link_identity() -> Response:
+    """Start linking a provider to the signed-in user: 302, or JSON ``{url}`` on request."""
+    _, current = current_user()
+    require_manual_linking()
+    args = {key: request.args.get(key, "") for key in request.args}
+    url = flows.start(args, request.headers.get("redirect_to"), request.headers.get("Referer"),
+                      linking_target_id=current["id"])
+    if request.args.get("skip_http_redirect") == "true":
+        return json_response({"url": url})
+    return redirect(url, 302)
+
+
+@bp.delete("/user/identities/<identity_id>")
+def unlink_identity(identity_id: str) -> Response:
+    """Remove one of the signed-in user's identities; 200 ``{}``."""
+    claims, current = current_user()
+    require_manual_linking()
+    try:
+        identity_id = str(uuid.UUID(identity_id))
+    except ValueError as error:
+        raise ApiError(404, "validation_failed", "identity_id must be an UUID") from error
+    if (request.headers.get("X-JWT-AUD") or claims.get("aud")) != claims.get("aud"):
+        raise ApiError(403, "unexpected_audience",
+                       "Token audience doesn't match request audience")
+    linking.unlink(current, identity_id)
+    return json_response({})
+
+
 @bp.post("/logout")
 def logout() -> Response:
     """Delete sessions for scope global (default), local or others; 204."""
@@ -152,9 +188,7 @@ def logout() -> Response:
 def settings() -> Response:
     """Public settings: enabled providers and signup flags."""
     config = current_app.config
-    enabled = {p.strip() for p in config["PROVIDERS"].split(",")}
-    external = {name: name == "email" or (name == "github" and name in enabled)
-                for name in EXTERNAL_NAMES}
+    external = {name: name == "email" or name in config["PROVIDERS"] for name in EXTERNAL_NAMES}
     return json_response({
         "external": external, "disable_signup": config["DISABLE_SIGNUP"],
         "mailer_autoconfirm": config["MAILER_AUTOCONFIRM"], "phone_autoconfirm": False,

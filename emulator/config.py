@@ -1,7 +1,7 @@
 """Emulator configuration: defaults, normalisation and the EMULATOR_* environment."""
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from . import keys
@@ -26,15 +26,24 @@ DEFAULTS: dict[str, Any] = {
     "GITHUB_REDIRECT_URI": None,
     "GITHUB_APP_NAME": "Supabase Auth Emulator",
     "GITHUB_AUTO_LOGIN": None,
+    "AUTO_LOGIN": None,
     "PROVIDERS": "github",
+    "MANUAL_LINKING": False,
     "DISABLE_SIGNUP": False,
     "MAILER_AUTOCONFIRM": False,
     "CLOCK": time.time,
 }
 
 INT_KEYS = {"JWT_EXP", "FLOW_STATE_EXPIRY", "REFRESH_TOKEN_REUSE_INTERVAL"}
-BOOL_KEYS = {"DISABLE_SIGNUP", "MAILER_AUTOCONFIRM", "REFRESH_TOKEN_ROTATION_ENABLED"}
+BOOL_KEYS = {"DISABLE_SIGNUP", "MAILER_AUTOCONFIRM", "REFRESH_TOKEN_ROTATION_ENABLED",
+             "MANUAL_LINKING"}
 MIN_FLOW_STATE_EXPIRY = 300
+# The external providers of the real server's /settings (besides email, phone, anonymous).
+KNOWN_PROVIDERS = (
+    "apple", "azure", "bitbucket", "discord", "facebook", "snapchat", "figma", "fly", "github",
+    "gitlab", "google", "keycloak", "kakao", "linkedin", "linkedin_oidc", "notion", "spotify",
+    "slack", "slack_oidc", "workos", "twitch", "twitter", "zoom",
+)
 
 
 def to_bool(value: Any) -> bool:
@@ -42,6 +51,17 @@ def to_bool(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in {"1", "true", "yes", "on"}
     return bool(value)
+
+
+def enabled_providers(value: str | Iterable[str]) -> tuple[str, ...]:
+    """Normalise PROVIDERS (a comma list or an iterable) to lower-case names, in order."""
+    names = value.split(",") if isinstance(value, str) else value
+    cleaned = tuple(dict.fromkeys(n.strip().lower() for n in names if n.strip()))
+    unknown = [name for name in cleaned if name not in KNOWN_PROVIDERS]
+    if unknown:
+        raise ValueError(f"PROVIDERS: unknown provider(s) {', '.join(unknown)}; "
+                         f"choose from {', '.join(KNOWN_PROVIDERS)}")
+    return cleaned
 
 
 def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -58,6 +78,7 @@ def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     if config["JWT_ALG"] not in {"ES256", "HS256"}:
         raise ValueError(f"JWT_ALG must be ES256 or HS256, not {config['JWT_ALG']!r}")
     config["GITHUB_URL"] = (config["GITHUB_URL"] or config["PUBLIC_URL"] + "/github").rstrip("/")
+    config["PROVIDERS"] = enabled_providers(config["PROVIDERS"])
     config["GITHUB_REDIRECT_URI"] = (
         config["GITHUB_REDIRECT_URI"] or config["PUBLIC_URL"] + "/auth/v1/callback"
     )

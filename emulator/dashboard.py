@@ -1,5 +1,7 @@
-"""A small server-rendered dashboard: list users, ban/unban, delete, set app_metadata.role."""
+"""A small server-rendered dashboard: list users, ban/unban, delete, set app_metadata.role,
+revoke a user's GitHub tokens."""
 
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +16,7 @@ from flask import (
     url_for,
 )
 
-from . import users
+from . import stand_in, users
 from .db import get_db
 from .errors import ApiError
 from .forms import check_csrf
@@ -34,7 +36,8 @@ def index() -> str:
                            is_banned=users.is_banned)
 
 
-def change_user(user_id: str, change: Callable[[dict[str, Any], float], str]) -> Response:
+def change_user(user_id: str,
+                change: Callable[[sqlite3.Connection, dict[str, Any], float], str]) -> Response:
     """Check CSRF, apply a change to one user in a transaction, flash and go back."""
     check_csrf()
     now = current_app.config["CLOCK"]()
@@ -44,7 +47,7 @@ def change_user(user_id: str, change: Callable[[dict[str, Any], float], str]) ->
             flash("That user no longer exists.")
             return redirect(url_for("dashboard.index"), 303)
         try:
-            message = change(user, now)
+            message = change(conn, user, now)
         except ApiError as error:
             flash(error.message)
             return redirect(url_for("dashboard.index"), 303)
@@ -61,7 +64,7 @@ def ban(user_id: str) -> Response:
     """Ban a user for a Go duration (default: about a hundred years)."""
     duration = request.form.get("duration", "").strip() or FOREVER
 
-    def apply(user: dict[str, Any], now: float) -> str:
+    def apply(_conn: sqlite3.Connection, user: dict[str, Any], now: float) -> str:
         users.apply_ban(user, duration, now)
         return f"Banned {user['email'] or user['id']} for {duration}."
     return change_user(user_id, apply)
@@ -70,7 +73,7 @@ def ban(user_id: str) -> Response:
 @bp.post("/users/<user_id>/unban")
 def unban(user_id: str) -> Response:
     """Lift a ban."""
-    def apply(user: dict[str, Any], now: float) -> str:
+    def apply(_conn: sqlite3.Connection, user: dict[str, Any], now: float) -> str:
         users.apply_ban(user, "none", now)
         return f"Unbanned {user['email'] or user['id']}."
     return change_user(user_id, apply)
@@ -79,7 +82,7 @@ def unban(user_id: str) -> Response:
 @bp.post("/users/<user_id>/delete")
 def delete(user_id: str) -> Response:
     """Hard-delete a user (identities and sessions go with it)."""
-    def apply(user: dict[str, Any], _now: float) -> str:
+    def apply(_conn: sqlite3.Connection, user: dict[str, Any], _now: float) -> str:
         user["deleted"] = True
         return f"Deleted {user['email'] or user['id']}."
     return change_user(user_id, apply)
@@ -90,7 +93,18 @@ def set_role(user_id: str) -> Response:
     """Set app_metadata.role (an empty value removes it)."""
     role = request.form.get("role", "").strip()
 
-    def apply(user: dict[str, Any], _now: float) -> str:
+    def apply(_conn: sqlite3.Connection, user: dict[str, Any], _now: float) -> str:
         users.merge(user["app_metadata"], {"role": role or None})
         return f"Set role of {user['email'] or user['id']} to {role or '(none)'}."
+    return change_user(user_id, apply)
+
+
+@bp.post("/users/<user_id>/revoke-github")
+def revoke_github(user_id: str) -> Response:
+    """Revoke the stand-in GitHub tokens of the user's GitHub accounts (the app must reconnect)."""
+    def apply(conn: sqlite3.Connection, user: dict[str, Any], _now: float) -> str:
+        revoked = sum(stand_in.revoke_account_tokens(conn, "github", int(row["provider_id"]))
+                      for row in users.identities(conn, user["id"])
+                      if row["provider"] == "github")
+        return f"Revoked {revoked} GitHub token(s) of {user['email'] or user['id']}."
     return change_user(user_id, apply)

@@ -76,35 +76,44 @@ CREATE TABLE IF NOT EXISTS flow_states (
     auth_code_issued_at REAL,
     invite_token TEXT,
     referrer TEXT,
+    linking_target_id TEXT,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS flow_states_auth_code ON flow_states (auth_code);
-CREATE TABLE IF NOT EXISTS github_accounts (
-    id INTEGER PRIMARY KEY,
-    login TEXT NOT NULL UNIQUE,
+CREATE TABLE IF NOT EXISTS stand_in_accounts (
+    provider TEXT NOT NULL,
+    id INTEGER NOT NULL,
+    login TEXT NOT NULL,
     name TEXT NOT NULL DEFAULT '',
     email TEXT NOT NULL DEFAULT '',
     verified INTEGER NOT NULL DEFAULT 1,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    PRIMARY KEY (provider, id),
+    UNIQUE (provider, login)
 );
-CREATE TABLE IF NOT EXISTS github_codes (
+CREATE TABLE IF NOT EXISTS stand_in_codes (
     code TEXT PRIMARY KEY,
-    account_id INTEGER NOT NULL REFERENCES github_accounts (id) ON DELETE CASCADE,
+    provider TEXT NOT NULL,
+    account_id INTEGER NOT NULL,
     client_id TEXT NOT NULL,
     redirect_uri TEXT NOT NULL,
     scope TEXT NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    FOREIGN KEY (provider, account_id) REFERENCES stand_in_accounts (provider, id)
+        ON DELETE CASCADE
 );
-CREATE TABLE IF NOT EXISTS github_tokens (
+CREATE TABLE IF NOT EXISTS stand_in_tokens (
     token TEXT PRIMARY KEY,
-    account_id INTEGER NOT NULL REFERENCES github_accounts (id) ON DELETE CASCADE,
+    provider TEXT NOT NULL,
+    account_id INTEGER NOT NULL,
     client_id TEXT NOT NULL,
     scope TEXT NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    FOREIGN KEY (provider, account_id) REFERENCES stand_in_accounts (provider, id)
+        ON DELETE CASCADE
 );
-INSERT OR IGNORE INTO github_accounts (id, login, name, email, verified, created_at)
-VALUES (583231, 'octocat', 'The Octocat', 'octocat@example.com', 1, 0);
+CREATE INDEX IF NOT EXISTS stand_in_tokens_account ON stand_in_tokens (provider, account_id);
 """
 
 
@@ -125,6 +134,13 @@ class Database:
                 self.conn.execute("PRAGMA synchronous = NORMAL")
                 self.conn.execute("PRAGMA busy_timeout = 5000")
             self.conn.executescript(SCHEMA)
+            self.upgrade()
+
+    def upgrade(self) -> None:
+        """Add columns that databases created by older emulator versions lack."""
+        columns = {row[1] for row in self.conn.execute("PRAGMA table_info(flow_states)")}
+        if "linking_target_id" not in columns:
+            self.conn.execute("ALTER TABLE flow_states ADD COLUMN linking_target_id TEXT")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

@@ -1,4 +1,4 @@
-"""The OAuth flow: /authorize, /callback and the PKCE code exchange (§1-§3)."""
+"""The OAuth flow: /authorize (and link requests), /callback and the PKCE code exchange."""
 
 import base64
 import hashlib
@@ -12,15 +12,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from flask import Response, current_app, redirect
 
 from . import linking, redirects, sessions, users
+from .config import KNOWN_PROVIDERS
 from .db import get_db
 from .errors import ApiError, OAuthError
-from .provider import ProviderError, get_github
+from .provider import DEFAULT_SCOPES, ProviderError, UserData, get_provider
+from .stand_in import oauth_app
 
-KNOWN_PROVIDERS = {
-    "apple", "azure", "bitbucket", "discord", "facebook", "figma", "fly", "github", "gitlab",
-    "google", "kakao", "keycloak", "linkedin", "linkedin_oidc", "notion", "snapchat", "spotify",
-    "slack", "slack_oidc", "twitch", "twitter", "workos", "zoom",
-}
 RESERVED = {
     "provider", "scopes", "client_id", "client_secret", "redirect_uri", "response_type", "state",
     "code_challenge", "code_challenge_method", "code_verifier",
@@ -29,9 +26,7 @@ CHALLENGE_CHARS = re.compile(r"[a-zA-Z0-9._~-]+")
 ERROR_BY_STATUS = {400: "invalid_request", 401: "unauthorized_client", 403: "access_denied",
                    500: "server_error", 503: "temporarily_unavailable"}
 ACCESS_DENIED_CODES = {"signup_disabled", "user_banned", "provider_email_needs_verification"}
-NEEDS_VERIFICATION = ApiError(422, "provider_email_needs_verification",
-                              "Unverified email with github. A confirmation email has been sent "
-                              "to your github email")
+UNVERIFIED = "Unverified email with {0}. A confirmation email has been sent to your {0} email"
 
 
 # --- /authorize ---------------------------------------------------------------------------
@@ -39,10 +34,9 @@ NEEDS_VERIFICATION = ApiError(422, "provider_email_needs_verification",
 
 def check_provider(name: str) -> None:
     """Only enabled, configured providers may start a flow (400 otherwise)."""
-    enabled = {p.strip() for p in current_app.config["PROVIDERS"].split(",")}
     if name not in KNOWN_PROVIDERS:
         reason = f"Provider {name} could not be found"
-    elif name != "github" or name not in enabled:
+    elif name not in current_app.config["PROVIDERS"]:
         reason = "provider is not enabled"
     else:
         return
@@ -67,19 +61,20 @@ def check_pkce(challenge: str, method: str) -> str | None:
     return method.lower()
 
 
-def provider_url(args: dict[str, str], state: str) -> str:
-    """GitHub authorize URL: fixed OAuth params plus pass-through ones, sorted by key."""
-    config = current_app.config
-    scopes = ["user:email"] + [s for s in args.get("scopes", "").split(",") if s]
+def provider_url(name: str, args: dict[str, str], state: str) -> str:
+    """Provider authorize URL: fixed OAuth params plus pass-through ones, sorted by key."""
+    app = oauth_app(name)
+    scopes = DEFAULT_SCOPES.get(name, ["openid", "email", "profile"]) + \
+        [s for s in args.get("scopes", "").split(",") if s]
     params = {k: v for k, v in args.items() if k.lower() not in RESERVED}
-    params.update(client_id=config["GITHUB_CLIENT_ID"].split(",")[0],
-                  redirect_uri=config["GITHUB_REDIRECT_URI"], response_type="code",
-                  scope=" ".join(scopes), state=state)
-    return config["GITHUB_URL"] + "/login/oauth/authorize?" + urlencode(sorted(params.items()))
+    params.update(client_id=app.client_id.split(",")[0], redirect_uri=app.redirect_uri,
+                  response_type="code", scope=" ".join(scopes), state=state)
+    return get_provider(name).authorize_endpoint + "?" + urlencode(sorted(params.items()))
 
 
-def start(args: dict[str, str], redirect_header: str | None, referer: str | None) -> Response:
-    """Validate /authorize, store the flow state and send the browser to GitHub."""
+def start(args: dict[str, str], redirect_header: str | None, referer: str | None,
+          linking_target_id: str | None = None) -> str:
+    """Validate /authorize (or a link request), store the flow state; return the provider URL."""
     config = current_app.config
     provider = args.get("provider", "").lower()
     check_provider(provider)
@@ -94,12 +89,12 @@ def start(args: dict[str, str], redirect_header: str | None, referer: str | None
     with get_db().transaction() as conn:
         conn.execute(
             "INSERT INTO flow_states (id, auth_code, code_challenge_method, code_challenge,"
-            " provider_type, authentication_method, invite_token, referrer, created_at,"
-            " updated_at) VALUES (?, ?, ?, ?, ?, 'oauth', ?, ?, ?, ?)",
+            " provider_type, authentication_method, invite_token, referrer, linking_target_id,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'oauth', ?, ?, ?, ?, ?)",
             (state, str(uuid.uuid4()) if method else None, method,
              args.get("code_challenge") if method else None, provider, invite, referrer,
-             now, now))
-    return redirect(provider_url(args, state), 302)
+             linking_target_id, now, now))
+    return provider_url(provider, args, state)
 
 
 # --- /callback ------------------------------------------------------------------------------
@@ -126,6 +121,8 @@ def load_flow(state: str) -> sqlite3.Row:
         raise state_error("bad_oauth_state", "OAuth state has expired")
     if flow["code_challenge"] and flow["user_id"]:
         raise state_error("flow_state_already_used", "State has already been used")
+    if flow["linking_target_id"] and not users.load(get_db(), flow["linking_target_id"]):
+        raise ApiError(422, "user_not_found", "Linking target user not found")
     return flow
 
 
@@ -143,15 +140,18 @@ def add_params(target: str, query: dict[str, str] | None = None,
                                      fragment=parts.fragment if fragment is None else fragment))
 
 
+def error_params(error: ApiError | OAuthError) -> dict[str, str]:
+    """getErrorQueryString: ``error`` (+ ``error_code``) and ``error_description``."""
+    if isinstance(error, OAuthError):
+        return {"error": error.error, "error_description": error.description}
+    kind = "access_denied" if error.error_code in ACCESS_DENIED_CODES else \
+        ERROR_BY_STATUS.get(error.status, "server_error")
+    return {"error": kind, "error_code": error.error_code, "error_description": error.message}
+
+
 def error_redirect(target: str, error: ApiError | OAuthError) -> Response:
     """302 to the target with the error in the query and the fragment (+ ``sb``)."""
-    if isinstance(error, OAuthError):
-        params = {"error": error.error, "error_description": error.description}
-    else:
-        kind = "access_denied" if error.error_code in ACCESS_DENIED_CODES else \
-            ERROR_BY_STATUS.get(error.status, "server_error")
-        params = {"error": kind, "error_code": error.error_code,
-                  "error_description": error.message}
+    params = error_params(error)
     fragment = urlencode(sorted({**params, "sb": ""}.items()))
     return redirect(add_params(target, params, fragment), 302)
 
@@ -162,9 +162,7 @@ def callback(values: dict[str, str]) -> Response:
     try:
         flow = load_flow(values.get("state", ""))
     except ApiError as error:
-        query = {"error": "invalid_request", "error_code": error.error_code,
-                 "error_description": error.message}
-        return redirect(add_params(config["SITE_URL"], query), 303)
+        return redirect(add_params(config["SITE_URL"], error_params(error)), 303)
     target = flow["referrer"] or config["SITE_URL"]
     try:
         return finish(flow, values, target)
@@ -172,58 +170,60 @@ def callback(values: dict[str, str]) -> Response:
         return error_redirect(target, error)
 
 
-def fetch_profile(values: dict[str, str]) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
-    """Check the provider's answer, exchange the code and read the GitHub profile."""
+def fetch_user_data(provider: str, values: dict[str, str]) -> tuple[str, UserData]:
+    """Check the provider's answer, exchange the code and read the provider's user."""
     if values.get("error"):
         raise OAuthError(values["error"], values.get("error_description", ""))
     code = values.get("code", "")
     if not code:
         raise ApiError(400, "bad_oauth_callback",
                        "OAuth callback with missing authorization code missing")
-    github = get_github()
+    client = get_provider(provider)
     try:
-        token = github.exchange(code)
+        token = client.exchange(code)
     except ProviderError as error:
         raise ApiError(500, "unexpected_failure",
                        f"Unable to exchange external code: {code[:4]}") from error
     try:
-        profile, emails = github.profile(token)
+        user_data = client.user_data(token)
     except ProviderError as error:
         raise ApiError(500, "unexpected_failure",
                        "Error getting user profile from external provider") from error
-    if not isinstance(profile, dict) or not isinstance(emails, list) or \
-            not all(isinstance(e, dict) for e in emails):
-        raise ApiError(500, "unexpected_failure",
-                       "Error getting user profile from external provider")
-    if not any(e.get("email") for e in emails):
+    if not user_data.emails:
         raise ApiError(500, "unexpected_failure",
                        "Error getting user email from external provider")
-    return token, profile, emails
+    return token, user_data
 
 
 def finish(flow: sqlite3.Row, values: dict[str, str], target: str) -> Response:
-    """Sign the GitHub user in and hand back a code (PKCE) or tokens (implicit)."""
-    token, profile, emails = fetch_profile(values)
-    config = current_app.config
-    api_host = get_github_api_host(config)
-    data = linking.identity_data(profile, emails, api_host)
-    now = config["CLOCK"]()
+    """Sign the provider's user in (or link it) and hand back a code or tokens."""
+    provider = flow["provider_type"]
+    token, user_data = fetch_user_data(provider, values)
+    data = linking.identity_data(*user_data)
+    now = current_app.config["CLOCK"]()
     with get_db().transaction() as conn:
-        user = linking.find_or_create(conn, data, emails, now)
-        if users.is_banned(user, now):
-            raise ApiError(403, "user_banned", "User is banned")
-        unverified = linking.needs_verification(conn, user, data, now)
+        if flow["linking_target_id"]:
+            user = users.load(conn, flow["linking_target_id"])
+            unverified = linking.link_to_target(conn, user, provider, data, now)
+            code = "email_not_confirmed"
+        else:
+            user = sign_in_user(conn, provider, data, user_data.emails, now)
+            unverified = linking.needs_verification(conn, user, data, now)
+            code = "provider_email_needs_verification"
         if not unverified:
             location = complete(conn, flow, user, token, target, now)
     if unverified:  # the user row is kept (committed) even though sign-in stops here
-        raise NEEDS_VERIFICATION
+        raise ApiError(422, code, UNVERIFIED.format(provider))
     return redirect(location, 302)
 
 
-def get_github_api_host(config: dict[str, Any]) -> str:
-    """The ``iss`` GoTrue records for GitHub identities."""
-    base = config["GITHUB_URL"]
-    return base if base.endswith("api.github.com") else base + "/api/v3"
+def sign_in_user(conn: sqlite3.Connection, provider: str, data: dict[str, Any],
+                 emails: list[dict[str, Any]], now: float) -> dict[str, Any]:
+    """Find, link or create the user; a banned user stops here."""
+    user = linking.find_or_create(conn, provider, data, emails, now)
+    if users.is_banned(user, now):
+        raise ApiError(403, "user_banned", "User is banned")
+    return user
 
 
 def complete(conn: sqlite3.Connection, flow: sqlite3.Row, user: dict[str, Any], token: str,

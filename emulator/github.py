@@ -1,121 +1,112 @@
-"""GitHub stand-in: OAuth consent, code exchange and the REST endpoints GoTrue reads.
+"""GitHub stand-in: OAuth consent, code exchange, revocation and the REST endpoints.
 
 Served under ``/github`` on the paths the real server uses for GitHub Enterprise, so it
 also works as ``GOTRUE_EXTERNAL_GITHUB_URL`` for a real Supabase Auth server.
 """
 
-import secrets
 import sqlite3
-import string
 from typing import Any
-from urllib.parse import unquote_plus, urlencode, urlsplit
+from urllib.parse import unquote_plus, urlencode
 
-from flask import Blueprint, Response, current_app, redirect, render_template, request
+from flask import Blueprint, Response, current_app, request
 
-from .db import get_db
+from . import stand_in
 from .errors import json_response
-from .forms import check_csrf
+from .stand_in import GITHUB_DOCS, StandInError, utc_time
+
+PROVIDER = "github"
+REST_DOCS = "https://docs.github.com/rest"
+REPO_NAMES = ("hello-world", "Spoon-Knife", "linguist", "octo-notes", "dotfiles")
+LANGUAGES = ("Python", "HTML", "Ruby", "Go", "Shell")
+PROFILES = {  # extra public profile fields of seeded accounts; others get GitHub's blanks
+    "octocat": {"company": "@github", "blog": "https://github.blog", "location": "San Francisco",
+                "bio": "GitHub's mascot, as a local stand-in.", "twitter_username": None},
+}
+DAY = 86400
 
 bp = Blueprint("github", __name__, url_prefix="/github")
 
-CODE_LIFETIME = 600  # GitHub codes expire after ten minutes
-TOKEN_CHARS = string.ascii_letters + string.digits
-DOCS = "https://docs.github.com/apps/managing-oauth-apps/troubleshooting-oauth-app-access-token-request-errors/"
-TOKEN_ERRORS = {
-    "incorrect_client_credentials": "The client_id and/or client_secret passed are incorrect.",
-    "redirect_uri_mismatch": "The redirect_uri MUST match the registered callback URL for this "
-                             "application.",
-    "bad_verification_code": "The code passed is incorrect or expired.",
-}
-DENIED = "The user has denied your application access."
+
+def api_base() -> str:
+    """The stand-in's own REST base, as GitHub Enterprise names it."""
+    return current_app.config["PUBLIC_URL"] + "/github/api/v3"
 
 
-class GitHubError(Exception):
-    """A token-endpoint error in GitHub's words (``error`` / ``error_description``)."""
-
-    def __init__(self, error: str) -> None:
-        super().__init__(TOKEN_ERRORS[error])
-        self.error = error
+# --- JSON shapes ---------------------------------------------------------------------------
 
 
-# --- accounts, codes and tokens (also called in-process by the auth server) -------------
-
-
-def find_account(conn: sqlite3.Connection, login: str) -> sqlite3.Row | None:
-    """Return the stand-in account with this login, or None."""
-    return conn.execute("SELECT * FROM github_accounts WHERE login = ?", (login,)).fetchone()
-
-
-def save_account(conn: sqlite3.Connection, fields: dict[str, Any], now: float) -> sqlite3.Row:
-    """Create or update an account by login; a new one gets the next free id."""
-    existing = find_account(conn, fields["login"])
-    account_id = fields.get("id") or (existing["id"] if existing else None)
-    if account_id is None:
-        top = conn.execute("SELECT max(id) FROM github_accounts").fetchone()[0] or 0
-        account_id = max(top + 1, 1_000_000)
-    conn.execute(
-        "INSERT INTO github_accounts (id, login, name, email, verified, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (login) DO UPDATE SET"
-        " name = excluded.name, email = excluded.email, verified = excluded.verified",
-        (account_id, fields["login"], fields.get("name") or "", fields.get("email") or "",
-         int(bool(fields.get("verified", True))), now),
-    )
-    return find_account(conn, fields["login"])
-
-
-def issue_code(account_id: int, client_id: str, redirect_uri: str, scope: str) -> str:
-    """Store a single-use code bound to the client and redirect_uri."""
-    code = secrets.token_hex(10)
-    with get_db().transaction() as conn:
-        conn.execute(
-            "INSERT INTO github_codes (code, account_id, client_id, redirect_uri, scope,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (code, account_id, client_id, redirect_uri, scope, current_app.config["CLOCK"]()),
-        )
-    return code
-
-
-def redeem_code(client_id: str, client_secret: str, code: str,
-                redirect_uri: str | None) -> dict[str, str]:
-    """Exchange a code for an access token exactly once, or raise GitHubError."""
-    config = current_app.config
-    if (client_id, client_secret) != (config["GITHUB_CLIENT_ID"], config["GITHUB_CLIENT_SECRET"]):
-        raise GitHubError("incorrect_client_credentials")
-    now = config["CLOCK"]()
-    with get_db().transaction() as conn:
-        row = conn.execute("DELETE FROM github_codes WHERE code = ? RETURNING *",
-                           (code,)).fetchone()
-        if row is None or row["client_id"] != client_id or now > row["created_at"] + CODE_LIFETIME:
-            raise GitHubError("bad_verification_code")
-        if redirect_uri and redirect_uri != row["redirect_uri"]:
-            raise GitHubError("redirect_uri_mismatch")
-        token = "gho_" + "".join(secrets.choice(TOKEN_CHARS) for _ in range(36))
-        conn.execute(
-            "INSERT INTO github_tokens (token, account_id, client_id, scope, created_at)"
-            " VALUES (?, ?, ?, ?, ?)", (token, row["account_id"], client_id, row["scope"], now))
-    return {"access_token": token, "token_type": "bearer",
-            "scope": ",".join(row["scope"].split())}
-
-
-def account_for_token(token: str) -> sqlite3.Row | None:
-    """Return the account an access token belongs to, or None."""
-    return get_db().one(
-        "SELECT a.* FROM github_tokens t JOIN github_accounts a ON a.id = t.account_id"
-        " WHERE t.token = ?", (token,))
-
-
-def user_json(account: sqlite3.Row) -> dict[str, Any]:
-    """The subset of GitHub's ``GET /user`` the auth server and apps read."""
+def owner_json(account: sqlite3.Row) -> dict[str, Any]:
+    """The short user object GitHub nests in other objects."""
     return {
         "login": account["login"],
         "id": account["id"],
         "node_id": f"U_emulator{account['id']}",
-        "avatar_url": f"https://avatars.githubusercontent.com/u/{account['id']}?v=4",
+        "avatar_url": stand_in.avatar_url(PROVIDER, account["id"]),
+        "gravatar_id": "",
+        "url": f"{api_base()}/users/{account['login']}",
         "html_url": f"https://github.com/{account['login']}",
         "type": "User",
         "site_admin": False,
+    }
+
+
+def repos(account: sqlite3.Row) -> list[dict[str, Any]]:
+    """The account's repositories: a few public ones (three for octocat) and one private."""
+    public = 3 if account["id"] == stand_in.spec(PROVIDER).default_id else 1 + account["id"] % 3
+    owner = owner_json(account)
+    created = account["created_at"]
+    listed = []
+    for index in range(public + 1):
+        private = index == public
+        name = "private-notes" if private else REPO_NAMES[index]
+        full_name = f"{account['login']}/{name}"
+        updated = created + (index + 1) * 30 * DAY
+        listed.append({
+            "id": account["id"] * 10 + index,
+            "node_id": f"R_emulator{account['id']}_{index}",
+            "name": name,
+            "full_name": full_name,
+            "private": private,
+            "owner": owner,
+            "html_url": f"https://github.com/{full_name}",
+            "description": f"{name.replace('-', ' ').capitalize()} (emulator stand-in repo)",
+            "fork": index == 1,
+            "url": f"{api_base()}/repos/{full_name}",
+            "language": LANGUAGES[index % len(LANGUAGES)],
+            "stargazers_count": (account["id"] + index * 7) % 100,
+            "watchers_count": (account["id"] + index * 7) % 100,
+            "forks_count": (account["id"] + index) % 20,
+            "open_issues_count": index,
+            "default_branch": "main",
+            "visibility": "private" if private else "public",
+            "created_at": utc_time(created + index * DAY),
+            "updated_at": utc_time(updated),
+            "pushed_at": utc_time(updated),
+        })
+    return listed
+
+
+def user_json(account: sqlite3.Row) -> dict[str, Any]:
+    """GitHub's ``GET /user`` for an account."""
+    profile = {"company": None, "blog": "", "location": None, "bio": None,
+               "twitter_username": None, **PROFILES.get(account["login"], {})}
+    public_repos = sum(1 for repo in repos(account) if not repo["private"])
+    return {
+        **owner_json(account),
         "name": account["name"] or None,
+        "company": profile["company"],
+        "blog": profile["blog"],
+        "location": profile["location"],
         "email": account["email"] or None,
+        "hireable": None,
+        "bio": profile["bio"],
+        "twitter_username": profile["twitter_username"],
+        "public_repos": public_repos,
+        "public_gists": account["id"] % 9,
+        "followers": account["id"] % 500,
+        "following": account["id"] % 11,
+        "created_at": utc_time(account["created_at"]),
+        "updated_at": utc_time(account["created_at"] + 400 * DAY),
     }
 
 
@@ -127,98 +118,19 @@ def emails_json(account: sqlite3.Row) -> list[dict[str, Any]]:
              "visibility": "public"}]
 
 
-def repos_json(account: sqlite3.Row) -> list[dict[str, Any]]:
-    """A single public repository, enough for apps that list repos."""
-    owner = {"login": account["login"], "id": account["id"]}
-    name = "hello-world"
-    return [{"id": account["id"] * 10, "name": name, "full_name": f"{account['login']}/{name}",
-             "private": False, "owner": owner,
-             "html_url": f"https://github.com/{account['login']}/{name}"}]
-
-
-# --- OAuth pages -------------------------------------------------------------------------
-
-
-def redirect_uri_allowed(uri: str, registered: str) -> bool:
-    """GitHub's rule: same scheme, host and port; path inside the registered callback path."""
-    given, known = urlsplit(uri), urlsplit(registered)
-    same_origin = (given.scheme, given.netloc) == (known.scheme, known.netloc)
-    return same_origin and given.path.startswith(known.path)
-
-
-def back_to_client(redirect_uri: str, **params: str) -> Response:
-    """Redirect to the client's redirect_uri with params (in the order given)."""
-    joiner = "&" if "?" in redirect_uri else "?"
-    return redirect(redirect_uri + joiner + urlencode(params), 302)
-
-
-def authorize_request() -> tuple[dict[str, str], Response | None]:
-    """Read and check client_id / redirect_uri; return the params or an early response."""
-    config = current_app.config
-    values = request.values
-    params = {"client_id": values.get("client_id", ""), "state": values.get("state", ""),
-              "scope": values.get("scope", ""),
-              "redirect_uri": values.get("redirect_uri") or config["GITHUB_REDIRECT_URI"]}
-    if params["client_id"] != config["GITHUB_CLIENT_ID"]:
-        return params, Response("Not Found: unknown OAuth application (client_id).\n", 404,
-                                mimetype="text/plain")
-    if not redirect_uri_allowed(params["redirect_uri"], config["GITHUB_REDIRECT_URI"]):
-        return params, back_to_client(
-            config["GITHUB_REDIRECT_URI"], error="redirect_uri_mismatch",
-            error_description=TOKEN_ERRORS["redirect_uri_mismatch"],
-            error_uri=DOCS + "#redirect-uri-mismatch", state=params["state"])
-    return params, None
-
-
-def approve(account_id: int, params: dict[str, str]) -> Response:
-    """Issue a code for the account and send the browser back to the client."""
-    code = issue_code(account_id, params["client_id"], params["redirect_uri"], params["scope"])
-    return back_to_client(params["redirect_uri"], code=code, state=params["state"])
+# --- OAuth ---------------------------------------------------------------------------------
 
 
 @bp.get("/login/oauth/authorize")
 def authorize() -> Response | str:
     """Consent page, or an immediate approval when GITHUB_AUTO_LOGIN is set."""
-    params, early = authorize_request()
-    if early is not None:
-        return early
-    login = current_app.config["GITHUB_AUTO_LOGIN"]
-    if login:
-        fields = {"login": login, "name": login, "email": f"{login}@example.com"}
-        with get_db().transaction() as conn:
-            account = find_account(conn, login) or save_account(
-                conn, fields, current_app.config["CLOCK"]())
-        return approve(account["id"], params)
-    accounts = get_db().all("SELECT * FROM github_accounts ORDER BY created_at, id")
-    return render_template("github_consent.html", params=params, accounts=accounts,
-                           app_name=current_app.config["GITHUB_APP_NAME"])
+    return stand_in.show_consent(PROVIDER)
 
 
 @bp.post("/login/oauth/authorize")
 def consent() -> Response:
     """Handle Authorize / Cancel from the consent page."""
-    check_csrf()
-    params, early = authorize_request()
-    if early is not None:
-        return early
-    if request.form.get("action") == "cancel":
-        return back_to_client(params["redirect_uri"], error="access_denied",
-                              error_description=DENIED, state=params["state"])
-    form = request.form
-    with get_db().transaction() as conn:
-        if form.get("new_login", "").strip():
-            fields = {"login": form["new_login"].strip(), "name": form.get("new_name", ""),
-                      "email": form.get("new_email", "").strip(),
-                      "verified": bool(form.get("new_verified"))}
-            account = save_account(conn, fields, current_app.config["CLOCK"]())
-        else:
-            account = find_account(conn, form.get("login", ""))
-    if account is None:
-        return Response("Unknown account; go back and pick one.\n", 400, mimetype="text/plain")
-    return approve(account["id"], params)
-
-
-# --- token endpoint and REST API ---------------------------------------------------------
+    return stand_in.handle_consent(PROVIDER)
 
 
 def client_credentials() -> tuple[str, str]:
@@ -230,11 +142,11 @@ def client_credentials() -> tuple[str, str]:
 
 
 def token_reply(body: dict[str, str]) -> Response:
-    """JSON by default; form-encoded when the client asks for it in Accept."""
-    accept = request.accept_mimetypes
-    if accept["application/x-www-form-urlencoded"] > accept["application/json"]:
-        return Response(urlencode(body), mimetype="application/x-www-form-urlencoded")
-    return json_response(body)
+    """Form-encoded like GitHub, unless the client's Accept asks for JSON."""
+    if any(kind == "application/json" and quality > 0
+           for kind, quality in request.accept_mimetypes):
+        return json_response(body)
+    return Response(urlencode(body), mimetype="application/x-www-form-urlencoded")
 
 
 @bp.post("/login/oauth/access_token")
@@ -242,52 +154,100 @@ def access_token() -> Response:
     """Exchange a code; errors are 200 with ``error`` as GitHub answers them."""
     client_id, client_secret = client_credentials()
     try:
-        body = redeem_code(client_id, client_secret, request.values.get("code", ""),
-                           request.values.get("redirect_uri"))
-    except GitHubError as error:
+        body = stand_in.redeem_code(PROVIDER, client_id, client_secret,
+                                    request.values.get("code", ""),
+                                    request.values.get("redirect_uri"))
+        body["scope"] = ",".join(body["scope"].split())
+    except StandInError as error:
         body = {"error": error.error, "error_description": str(error),
-                "error_uri": DOCS + "#" + error.error.replace("_", "-")}
+                "error_uri": GITHUB_DOCS + "#" + error.error.replace("_", "-")}
     return token_reply(body)
 
 
-def bearer_account() -> sqlite3.Row | Response:
-    """The account behind ``Authorization: Bearer|token <t>``, or GitHub's 401."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() not in {"bearer", "token"} or not token.strip():
-        message = "Requires authentication"
-    else:
-        account = account_for_token(token.strip())
-        if account is not None:
-            return account
-        message = "Bad credentials"
-    return json_response({"message": message, "documentation_url": "https://docs.github.com/rest",
-                          "status": "401"}, 401)
+def rest_error(status: int, message: str) -> Response:
+    """GitHub's REST error body."""
+    return json_response({"message": message, "documentation_url": REST_DOCS,
+                          "status": str(status)}, status)
 
 
-def api_view(render):
-    """Wrap a renderer of account JSON as an authenticated API view."""
-    def view() -> Response:
-        account = bearer_account()
-        if isinstance(account, Response):
-            return account
-        return json_response(render(account))
-    view.__doc__ = render.__doc__
-    return view
+@bp.delete("/applications/<client_id>/token")
+def revoke(client_id: str) -> Response:
+    """Revoke one access token of this OAuth app (HTTP Basic client_id:client_secret); 204."""
+    app = stand_in.oauth_app(PROVIDER)
+    auth = request.authorization
+    if auth is None or auth.type != "basic" or \
+            (auth.username, auth.password) != (app.client_id, app.client_secret) or \
+            client_id != app.client_id:
+        return rest_error(404, "Not Found")
+    body = request.get_json(silent=True)
+    token = body.get("access_token") if isinstance(body, dict) else None
+    if not isinstance(token, str) or not token:
+        return rest_error(422, "Invalid request.\n\n\"access_token\" wasn't supplied.")
+    if not stand_in.revoke_token(PROVIDER, client_id, token):
+        return rest_error(404, "Not Found")
+    return Response(status=204)
 
 
-bp.add_url_rule("/api/v3/user", "user", api_view(user_json))
-bp.add_url_rule("/api/v3/user/emails", "emails", api_view(emails_json))
-bp.add_url_rule("/api/v3/user/repos", "repos", api_view(repos_json))
+# --- REST API ------------------------------------------------------------------------------
+
+
+def authenticated() -> sqlite3.Row | Response:
+    """The token's account, or GitHub's 401 for a missing, unknown or revoked token."""
+    return stand_in.bearer_account(PROVIDER, lambda message: rest_error(401, message))
+
+
+@bp.get("/api/v3/user")
+def user() -> Response:
+    """The authenticated user."""
+    account = authenticated()
+    return account if isinstance(account, Response) else json_response(user_json(account))
+
+
+@bp.get("/api/v3/user/emails")
+def emails() -> Response:
+    """The authenticated user's email addresses."""
+    account = authenticated()
+    return account if isinstance(account, Response) else json_response(emails_json(account))
+
+
+def page_args() -> tuple[int, int]:
+    """``per_page`` (default 30, at most 100) and ``page`` (from 1), like GitHub."""
+    def number(name: str, default: int) -> int:
+        try:
+            return max(int(request.args.get(name, default)), 1)
+        except ValueError:
+            return default
+    return min(number("per_page", 30), 100), number("page", 1)
+
+
+@bp.get("/api/v3/user/repos")
+def user_repos() -> Response:
+    """The authenticated user's repositories, sorted by full name, paginated."""
+    account = authenticated()
+    if isinstance(account, Response):
+        return account
+    visibility = request.args.get("visibility", "all")
+    listed = [repo for repo in repos(account)
+              if visibility == "all" or repo["visibility"] == visibility]
+    listed.sort(key=lambda repo: repo["full_name"].lower())
+    per_page, page = page_args()
+    last = max((len(listed) + per_page - 1) // per_page, 1)
+    links = []
+    if page < last:
+        for rel, number in (("next", page + 1), ("last", last)):
+            query = urlencode({**request.args, "per_page": per_page, "page": number})
+            links.append(f'<{api_base()}/user/repos?{query}>; rel="{rel}"')
+    headers = {"Link": ", ".join(links)} if links else None
+    return json_response(listed[(page - 1) * per_page: page * per_page], headers=headers)
+
+
+@bp.get("/avatars/<int:account_id>.svg")
+def avatar(account_id: int) -> Response:
+    """A generated avatar, so pages render offline."""
+    return stand_in.avatar_response(PROVIDER, account_id)
 
 
 @bp.post("/_accounts")
 def seed_account() -> Response:
     """Emulator-only: create or update a stand-in account from JSON."""
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict) or not isinstance(data.get("login"), str) or not data["login"]:
-        return json_response({"message": "JSON body with a non-empty 'login' is required"}, 422)
-    with get_db().transaction() as conn:
-        created = find_account(conn, data["login"]) is None
-        account = save_account(conn, data, current_app.config["CLOCK"]())
-    body = {**user_json(account), "verified": bool(account["verified"])}
-    return json_response(body, 201 if created else 200)
+    return stand_in.seed_from_request(PROVIDER, user_json)

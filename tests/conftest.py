@@ -45,6 +45,8 @@ def make_app(emulator):
             "SUPABASE_URL": emulator.url,
             "SUPABASE_KEY": emulator.anon_key,
             "SITE_URL": SITE_URL,
+            "GITHUB_API_URL": f"{emulator.url}/github/api/v3",
+            "AUTH_PROVIDERS": "github,gitlab,google",
             **overrides,
         }
         app = create_app(settings)
@@ -77,14 +79,15 @@ def admin(emulator):
 
 @pytest.fixture
 def github_account(emulator):
-    """Create a stand-in GitHub account and return its login."""
+    """Create a stand-in account (GitHub's unless ``provider`` says otherwise); its login."""
     counter = iter(range(1, 10_000))
 
-    def create(login: str | None = None, *, verified: bool = True, name: str | None = None) -> str:
+    def create(login: str | None = None, *, verified: bool = True, name: str | None = None,
+               provider: str = "github") -> str:
         login = login or f"user{next(counter)}-{os.urandom(3).hex()}"
         account = {"login": login, "name": name or login.title(),
                    "email": f"{login}@example.com", "verified": verified}
-        response = httpx.post(f"{emulator.url}/github/_accounts", json=account, timeout=5)
+        response = httpx.post(f"{emulator.url}/{provider}/_accounts", json=account, timeout=5)
         assert response.status_code in (200, 201), response.text
         return login
 

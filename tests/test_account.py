@@ -16,11 +16,17 @@ def account_page(client) -> str:
     return response.get_data(as_text=True)
 
 
-def link(browser: Browser, provider: str):
-    """Press "Link <provider>" on /account and approve as the stand-in's default account."""
-    token = csrf_token(account_page(browser.client))
-    consent = browser.start(f"/account/link/{provider}", data={"csrf_token": token})
-    return browser.approve(None, consent)
+@pytest.fixture
+def link(github_account):
+    """Press "Link <provider>" on /account and approve as a new account of that provider."""
+
+    def press(browser: Browser, provider: str):
+        login = github_account(provider=provider)
+        token = csrf_token(account_page(browser.client))
+        consent = browser.start(f"/account/link/{provider}", data={"csrf_token": token})
+        return browser.approve(login, consent)
+
+    return press
 
 
 def identity_ids(page: str) -> list[str]:
@@ -33,7 +39,7 @@ def test_account_shows_the_github_profile(client, signed_in):
     assert re.search(r"<dt>Public repositories</dt><dd>\d+</dd>", page)
 
 
-def test_linking_another_provider(client, browser, signed_in):
+def test_linking_another_provider(client, browser, signed_in, link):
     response = link(browser, "gitlab")
     assert response.status_code == 302 and response.headers["Location"] == "/account"
     page = account_page(client)
@@ -67,11 +73,11 @@ def test_link_needs_csrf(client, signed_in):
     assert client.post("/account/link/gitlab").status_code == 400
 
 
-def test_unlink_asks_first_then_unlinks(client, browser, signed_in):
+def test_unlink_asks_first_then_unlinks(client, browser, signed_in, link):
     link(browser, "gitlab")
     page = account_page(client)
     gitlab_id = next(i for i in identity_ids(page)
-                     if "Unlink GitLab?" in client.get(f"/account/unlink/{i}").get_data(True))
+                     if "Unlink GitLab?" in client.get(f"/account/unlink/{i}").get_data(as_text=True))
     confirm = client.get(f"/account/unlink/{gitlab_id}").get_data(as_text=True)
     response = client.post(f"/account/unlink/{gitlab_id}",
                            data={"csrf_token": csrf_token(confirm)})
@@ -86,7 +92,7 @@ def test_the_last_identity_cannot_be_unlinked(client, signed_in, admin):
     assert identity_ids(page) == []  # no Unlink link next to the only identity
     user_id = _user_id_of(client)
     only = admin.get(f"/admin/users/{user_id}").json()["identities"][0]["identity_id"]
-    assert "only way to sign in" in client.get(f"/account/unlink/{only}").get_data(True)
+    assert "only way to sign in" in client.get(f"/account/unlink/{only}").get_data(as_text=True)
     response = client.post(f"/account/unlink/{only}", data={"csrf_token": csrf_token(page)})
     assert response.status_code == 302
     assert "only way to sign in" in account_page(client)

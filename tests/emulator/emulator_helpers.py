@@ -35,3 +35,29 @@ def auth_code(client, **params) -> str:
 def bearer(session: dict) -> dict[str, str]:
     """Headers for a user request."""
     return {"apikey": keys.ANON_KEY, "Authorization": f"Bearer {session['access_token']}"}
+
+
+def follow_to_app(client, location: str) -> str:
+    """Follow stand-in and callback redirects until the app's URL; return that Location."""
+    while not location.startswith("http://127.0.0.1:5000"):
+        location = client.get(location).headers["Location"]
+    return location
+
+
+def link(client, session: dict, provider: str = "google", **params) -> str:
+    """Ask to link a provider (JSON answer) and run its flow; return the app Location."""
+    args = {"provider": provider, "redirect_to": APP_CALLBACK, "code_challenge": CHALLENGE,
+            "code_challenge_method": "s256", "skip_http_redirect": "true", **params}
+    response = client.get("/auth/v1/user/identities/authorize", query_string=args,
+                          headers=bearer(session))
+    assert response.status_code == 200, response.json
+    return follow_to_app(client, response.json["url"])
+
+
+def new_session(client, **params) -> dict:
+    """Sign in through the whole flow on this client and return the session JSON."""
+    response = client.post("/auth/v1/token?grant_type=pkce", headers={"apikey": keys.ANON_KEY},
+                           json={"auth_code": auth_code(client, **params),
+                                 "code_verifier": VERIFIER})
+    assert response.status_code == 200, response.json
+    return response.json

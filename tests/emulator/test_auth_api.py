@@ -3,7 +3,7 @@
 import pytest
 
 from emulator import keys
-from tests.emulator.emulator_helpers import bearer
+from tests.emulator.emulator_helpers import bearer, new_session
 
 
 def test_get_user(client, sign_in):
@@ -33,10 +33,7 @@ def test_user_auth_errors(client, authorization, status, code):
 def test_expired_token_has_no_leeway(make_app, clock):
     app = make_app(JWT_EXP=1)
     client = app.test_client()
-    from tests.emulator.emulator_helpers import VERIFIER, auth_code
-
-    session = client.post("/auth/v1/token?grant_type=pkce", headers={"apikey": keys.ANON_KEY},
-                          json={"auth_code": auth_code(client), "code_verifier": VERIFIER}).json
+    session = new_session(client)
     assert session["expires_in"] == 1
     clock.now += 1
     response = client.get("/auth/v1/user", headers=bearer(session))
@@ -78,6 +75,58 @@ def test_settings(client, anon):
     body = client.get("/auth/v1/settings", headers=anon).json
     assert body["external"]["github"] is True and body["external"]["google"] is False
     assert body["disable_signup"] is False
+
+
+def test_settings_report_each_enabled_provider(make_app, anon):
+    client = make_app(PROVIDERS="github, Google,gitlab").test_client()
+    external = client.get("/auth/v1/settings", headers=anon).json["external"]
+    assert [name for name, on in external.items() if on] == ["github", "gitlab", "google",
+                                                             "email"]
+
+
+LINK = "/auth/v1/user/identities/authorize?provider=google"
+
+
+@pytest.fixture
+def linking_client(make_app):
+    return make_app(PROVIDERS="github,google", MANUAL_LINKING=True).test_client()
+
+
+def test_link_redirects_to_the_provider(linking_client):
+    session = new_session(linking_client)
+    response = linking_client.get(LINK, headers=bearer(session))
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith(
+        "http://127.0.0.1:54321/google/oauth/authorize?client_id=emulator-google-client-id&")
+    assert "scope=email+profile" in response.headers["Location"]
+
+
+def test_link_with_skip_http_redirect_answers_json(linking_client):
+    session = new_session(linking_client)
+    response = linking_client.get(LINK + "&skip_http_redirect=true", headers=bearer(session))
+    assert response.status_code == 200
+    assert list(response.json) == ["url"]
+    assert "/google/oauth/authorize?" in response.json["url"]
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", LINK), (
+    "DELETE", "/auth/v1/user/identities/6c1f3a9e-3d5c-4b36-9d55-0d2f1e7b9a10")])
+def test_manual_linking_disabled_by_default(client, sign_in, method, path):
+    response = client.open(path, method=method, headers=bearer(sign_in()))
+    assert response.status_code == 404
+    assert (response.json["error_code"], response.json["msg"]) == (
+        "manual_linking_disabled", "Manual linking is disabled")
+
+
+def test_link_needs_a_user_and_an_api_key(linking_client, anon):
+    assert linking_client.get(LINK, headers=anon).json["error_code"] == "no_authorization"
+    assert linking_client.get(LINK).status_code == 401
+
+
+def test_link_to_a_disabled_provider(linking_client):
+    response = linking_client.get("/auth/v1/user/identities/authorize?provider=gitlab",
+                                  headers=bearer(new_session(linking_client)))
+    assert response.json["msg"] == "Unsupported provider: provider is not enabled"
 
 
 def test_health(client, anon):

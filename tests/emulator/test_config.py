@@ -28,3 +28,17 @@ def test_env_strings_are_converted():
 def test_bad_alg():
     with pytest.raises(ValueError, match="JWT_ALG"):
         load({"JWT_ALG": "RS256"})
+
+
+def test_providers_are_normalised():
+    assert load({"PROVIDERS": " GitHub,google,, github"})["PROVIDERS"] == ("github", "google")
+
+
+def test_unknown_provider_fails_fast():
+    with pytest.raises(ValueError, match="unknown provider"):
+        load({"PROVIDERS": "github,myspace"})
+
+
+def test_manual_linking_is_off_by_default_like_the_real_server():
+    assert load()["MANUAL_LINKING"] is False
+    assert load(from_environ({"EMULATOR_MANUAL_LINKING": "true"}))["MANUAL_LINKING"] is True

@@ -50,3 +50,14 @@ def test_bad_ban_duration_is_flashed(client, user_id):
 
 def test_post_without_csrf_is_refused(client, user_id):
     assert client.post(f"/dashboard/users/{user_id}/delete").status_code == 400
+
+
+def test_revoke_github_tokens(client, sign_in):
+    session = sign_in()
+    token = session["provider_token"]
+    assert ">Revoke GitHub tokens</button>" in client.get("/dashboard").get_data(as_text=True)
+    response = client.post(f"/dashboard/users/{session['user']['id']}/revoke-github",
+                           data={"csrf_token": csrf(client)}, follow_redirects=True)
+    assert "Revoked 1 GitHub token(s) of octocat@example.com." in response.get_data(as_text=True)
+    after = client.get("/github/api/v3/user", headers={"Authorization": f"Bearer {token}"})
+    assert (after.status_code, after.json["message"]) == (401, "Bad credentials")

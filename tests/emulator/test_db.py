@@ -1,5 +1,6 @@
 """Storage: transactions roll back, data survives a restart, :memory: is shared."""
 
+import sqlite3
 import threading
 
 import pytest
@@ -7,14 +8,17 @@ import pytest
 from emulator import close_app, create_app
 from emulator.db import Database
 
+ADD_ACCOUNT = ("INSERT INTO stand_in_accounts (provider, id, login, created_at)"
+               " VALUES ('github', ?, ?, 0)")
+
 
 def test_transaction_rolls_back_on_error():
     db = Database(":memory:")
     try:
         with pytest.raises(RuntimeError), db.transaction() as conn:
-            conn.execute("DELETE FROM github_accounts")
+            conn.execute(ADD_ACCOUNT, (7, "rolled-back"))
             raise RuntimeError
-        assert db.one("SELECT count(*) FROM github_accounts")[0] == 1
+        assert db.one("SELECT count(*) FROM stand_in_accounts")[0] == 0
     finally:
         db.close()
 
@@ -24,12 +28,11 @@ def test_memory_database_is_shared_by_threads():
     try:
         def write():
             with db.transaction() as conn:
-                conn.execute("INSERT INTO github_accounts (id, login, created_at)"
-                             " VALUES (7, 'threaded', 0)")
+                conn.execute(ADD_ACCOUNT, (7, "threaded"))
         thread = threading.Thread(target=write)
         thread.start()
         thread.join()
-        assert db.one("SELECT login FROM github_accounts WHERE id = 7")[0] == "threaded"
+        assert db.one("SELECT login FROM stand_in_accounts WHERE id = 7")[0] == "threaded"
     finally:
         db.close()
 
@@ -42,6 +45,23 @@ def test_data_survives_restart(tmp_path, clock):
     second = create_app(config)
     try:
         assert second.extensions["emulator.db"].one(
-            "SELECT 1 FROM github_accounts WHERE login = 'kept'")
+            "SELECT 1 FROM stand_in_accounts WHERE login = 'kept'")
     finally:
         close_app(second)
+
+
+def test_old_database_gains_linking_column(tmp_path):
+    path = str(tmp_path / "old.sqlite3")
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE flow_states (id TEXT PRIMARY KEY, user_id TEXT, auth_code TEXT,"
+                " code_challenge_method TEXT, code_challenge TEXT, provider_type TEXT NOT NULL,"
+                " provider_access_token TEXT, provider_refresh_token TEXT,"
+                " authentication_method TEXT NOT NULL, auth_code_issued_at REAL,"
+                " invite_token TEXT, referrer TEXT, created_at REAL, updated_at REAL)")
+    old.close()
+    db = Database(path)
+    try:
+        columns = {row[1] for row in db.all("PRAGMA table_info(flow_states)")}
+        assert "linking_target_id" in columns
+    finally:
+        db.close()

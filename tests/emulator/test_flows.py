@@ -11,6 +11,7 @@ from tests.emulator.emulator_helpers import (
     VERIFIER,
     auth_code,
     authorize,
+    new_session,
     query,
 )
 
@@ -33,6 +34,7 @@ def test_authorize_redirects_to_stand_in_with_sorted_params(client):
 @pytest.mark.parametrize(("params", "message"), [
     ({"provider": "nope"}, "Unsupported provider: Provider nope could not be found"),
     ({"provider": "google"}, "Unsupported provider: provider is not enabled"),
+    ({"provider": "custom:x"}, "Unsupported provider: Provider custom:x could not be found"),
     ({"code_challenge": ""}, "PKCE flow requires code_challenge_method and code_challenge"),
     ({"code_challenge": "short"}, "code challenge has to be between 43 and 128 characters"),
     ({"code_challenge": "!" * 43}, "code challenge can only contain alphanumeric characters, "
@@ -206,3 +208,69 @@ def test_existing_user_is_linked_by_verified_email(client, admin, sign_in):
     session = sign_in()
     assert session["user"]["id"] == created["id"]
     assert session["user"]["app_metadata"]["providers"] == ["email", "github"]
+
+
+@pytest.fixture
+def many(make_app):
+    """Every built-in stand-in shape enabled, with auto-login everywhere."""
+    return make_app(PROVIDERS="github,google,gitlab,discord", AUTO_LOGIN="octocat").test_client()
+
+
+@pytest.mark.parametrize(("provider", "scope"), [
+    ("google", "email profile"), ("gitlab", "read_user"), ("discord", "openid email profile")])
+def test_authorize_other_providers_goes_to_their_stand_in(many, provider, scope):
+    location = authorize(many, provider=provider, scopes="extra").headers["Location"]
+    assert location.startswith(f"http://127.0.0.1:54321/{provider}/oauth/authorize?")
+    assert query(location)["scope"] == f"{scope} extra"
+    assert query(location)["client_id"] == f"emulator-{provider}-client-id"
+
+
+GOOGLE_DATA = {
+    "iss": "http://127.0.0.1:54321/google", "sub": "104729583231000001",
+    "provider_id": "104729583231000001", "name": "The Octocat", "full_name": "The Octocat",
+    "picture": "http://127.0.0.1:54321/google/avatars/104729583231000001.svg",
+    "avatar_url": "http://127.0.0.1:54321/google/avatars/104729583231000001.svg",
+    "email": "octocat+google@example.com", "email_verified": True, "phone_verified": False,
+}
+GITLAB_DATA = {
+    "iss": "http://127.0.0.1:54321/gitlab", "sub": "5832310", "provider_id": "5832310",
+    "name": "The Octocat", "full_name": "The Octocat",
+    "picture": "http://127.0.0.1:54321/gitlab/avatars/5832310.svg",
+    "avatar_url": "http://127.0.0.1:54321/gitlab/avatars/5832310.svg",
+    "email": "octocat+gitlab@example.com", "email_verified": True, "phone_verified": False,
+}
+DISCORD_DATA = {
+    "iss": "http://127.0.0.1:54321/discord", "sub": "583231", "provider_id": "583231",
+    "name": "The Octocat", "full_name": "The Octocat", "preferred_username": "octocat",
+    "user_name": "octocat", "picture": "http://127.0.0.1:54321/discord/avatars/583231.svg",
+    "avatar_url": "http://127.0.0.1:54321/discord/avatars/583231.svg",
+    "email": "octocat+discord@example.com", "email_verified": True, "phone_verified": False,
+}
+
+
+@pytest.mark.parametrize(("provider", "data"), [
+    ("google", GOOGLE_DATA), ("gitlab", GITLAB_DATA), ("discord", DISCORD_DATA)])
+def test_other_providers_sign_in_with_their_claims(many, provider, data):
+    session = new_session(many, provider=provider)
+    identity = session["user"]["identities"][0]
+    assert (identity["provider"], identity["identity_data"]) == (provider, data)
+    assert session["user"]["app_metadata"] == {"provider": provider, "providers": [provider]}
+    assert session["user"]["email_confirmed_at"]
+
+
+def test_github_identity_data(client, sign_in):
+    data = sign_in()["user"]["identities"][0]["identity_data"]
+    assert data == {
+        "iss": "http://127.0.0.1:54321/github/api/v3", "sub": "583231", "provider_id": "583231",
+        "name": "The Octocat", "full_name": "The Octocat", "preferred_username": "octocat",
+        "user_name": "octocat",
+        "avatar_url": "http://127.0.0.1:54321/github/avatars/583231.svg",
+        "email": "octocat@example.com", "email_verified": True, "phone_verified": False}
+
+
+def test_same_verified_email_links_providers_automatically(many):
+    many.post("/google/_accounts", json={"login": "octocat", "email": "octocat@example.com"})
+    first = new_session(many)["user"]
+    second = new_session(many, provider="google")["user"]
+    assert second["id"] == first["id"]
+    assert second["app_metadata"]["providers"] == ["github", "google"]

@@ -1,6 +1,7 @@
-"""The GitHub stand-in: consent page, code exchange, REST endpoints, seeding."""
+"""The GitHub stand-in: consent page, code exchange, revocation, REST endpoints, avatars."""
 
 import base64
+from urllib.parse import parse_qs
 
 import pytest
 
@@ -78,47 +79,127 @@ def basic(user=CLIENT_ID, password=SECRET):
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
-def test_code_exchange_basic_auth_json_and_single_use(page_client):
-    code = code_for(page_client)["code"]
-    first = exchange(page_client, code, headers=basic())
-    assert first.json["access_token"].startswith("gho_")
-    assert len(first.json["access_token"]) == 40
-    assert first.json["token_type"] == "bearer"
-    second = exchange(page_client, code, headers=basic())
-    assert (second.status_code, second.json["error"]) == (200, "bad_verification_code")
+def form_body(response) -> dict[str, str]:
+    assert response.mimetype == "application/x-www-form-urlencoded"
+    return {k: v[0] for k, v in parse_qs(response.get_data(as_text=True)).items()}
 
 
-def test_code_exchange_body_credentials_form_reply(page_client):
+JSON = {"Accept": "application/json"}
+
+
+def test_code_exchange_is_form_encoded_by_default_and_single_use(page_client):
     code = code_for(page_client)["code"]
-    response = page_client.post("/github/login/oauth/access_token",
-                                headers={"Accept": "application/x-www-form-urlencoded"},
+    first = form_body(exchange(page_client, code, headers=basic()))
+    assert first["access_token"].startswith("gho_") and len(first["access_token"]) == 40
+    assert (first["token_type"], first["scope"]) == ("bearer", "user:email")
+    second = form_body(exchange(page_client, code, headers=basic()))
+    assert second["error"] == "bad_verification_code"
+
+
+def test_code_exchange_json_when_accept_asks(page_client):
+    code = code_for(page_client)["code"]
+    response = page_client.post("/github/login/oauth/access_token", headers=JSON,
                                 data={"code": code, "client_id": CLIENT_ID,
                                       "client_secret": SECRET})
-    assert response.mimetype == "application/x-www-form-urlencoded"
-    assert response.get_data(as_text=True).startswith("access_token=gho_")
+    assert response.mimetype == "application/json"
+    assert response.json["access_token"].startswith("gho_")
 
 
 def test_wrong_secret_and_wrong_redirect_uri(page_client):
     code = code_for(page_client)["code"]
-    assert exchange(page_client, code, headers=basic(password="x")).json["error"] == \
-        "incorrect_client_credentials"
-    response = page_client.post("/github/login/oauth/access_token", headers=basic(),
+    assert exchange(page_client, code, headers={**basic(password="x"), **JSON}).json[
+        "error"] == "incorrect_client_credentials"
+    response = page_client.post("/github/login/oauth/access_token", headers={**basic(), **JSON},
                                 data={"code": code, "redirect_uri": CALLBACK + "/other"})
     assert response.json["error"] == "redirect_uri_mismatch"
 
 
-def test_api_endpoints(page_client):
-    token = exchange(page_client, code_for(page_client)["code"], headers=basic()).json[
+def new_token(client) -> str:
+    return exchange(client, code_for(client)["code"], headers={**basic(), **JSON}).json[
         "access_token"]
-    headers = {"Authorization": f"token {token}"}
-    assert page_client.get("/github/api/v3/user", headers=headers).json["id"] == 583231
-    assert page_client.get("/github/api/v3/user/emails", headers=headers).json == [
+
+
+@pytest.fixture
+def token(page_client):
+    return new_token(page_client)
+
+
+def test_user_is_a_full_github_user(page_client, token):
+    user = page_client.get("/github/api/v3/user",
+                           headers={"Authorization": f"token {token}"}).json
+    assert {"login", "id", "node_id", "avatar_url", "html_url", "name", "company", "blog",
+            "location", "email", "bio", "public_repos", "public_gists", "followers",
+            "following", "created_at", "updated_at"} <= set(user)
+    assert (user["login"], user["id"], user["public_repos"]) == ("octocat", 583231, 3)
+    assert user["avatar_url"] == "http://127.0.0.1:54321/github/avatars/583231.svg"
+    assert user["created_at"] == "2011-01-25T18:44:36Z"
+
+
+def test_emails(page_client, token):
+    assert page_client.get("/github/api/v3/user/emails",
+                           headers={"Authorization": f"Bearer {token}"}).json == [
         {"email": "octocat@example.com", "primary": True, "verified": True,
          "visibility": "public"}]
-    assert page_client.get("/github/api/v3/user/repos", headers=headers).json[0]["full_name"] \
-        == "octocat/hello-world"
-    bad = page_client.get("/github/api/v3/user", headers={"Authorization": "Bearer nope"})
-    assert (bad.status_code, bad.json["message"]) == (401, "Bad credentials")
+
+
+def repos(client, token, **args):
+    return client.get("/github/api/v3/user/repos", query_string=args,
+                      headers={"Authorization": f"Bearer {token}"})
+
+
+def test_repos_list_public_and_private_with_github_fields(page_client, token):
+    listed = repos(page_client, token).json
+    assert [r["full_name"] for r in listed] == ["octocat/hello-world", "octocat/linguist",
+                                                "octocat/private-notes", "octocat/Spoon-Knife"]
+    assert {"id", "name", "full_name", "private", "html_url", "description", "fork",
+            "language", "stargazers_count", "updated_at"} <= set(listed[0])
+    assert [r["name"] for r in repos(page_client, token, visibility="public").json] == [
+        "hello-world", "linguist", "Spoon-Knife"]
+
+
+def test_repos_pagination(page_client, token):
+    first = repos(page_client, token, per_page=3)
+    assert len(first.json) == 3
+    assert 'page=2>; rel="next"' in first.headers["Link"]
+    second = repos(page_client, token, per_page=3, page=2)
+    assert [r["name"] for r in second.json] == ["Spoon-Knife"] and "Link" not in second.headers
+
+
+@pytest.mark.parametrize("authorization", ["Bearer nope", None])
+def test_unknown_token_is_bad_credentials(page_client, authorization):
+    headers = {"Authorization": authorization} if authorization else {}
+    response = page_client.get("/github/api/v3/user", headers=headers)
+    assert response.status_code == 401
+    assert response.json["documentation_url"] and response.json["status"] == "401"
+
+
+def revoke(client, token, auth=None):
+    return client.delete(f"/github/applications/{CLIENT_ID}/token", headers=auth or basic(),
+                         json={"access_token": token})
+
+
+def test_revoked_token_is_bad_credentials(page_client, token):
+    response = revoke(page_client, token)
+    assert (response.status_code, response.get_data()) == (204, b"")
+    after = page_client.get("/github/api/v3/user", headers={"Authorization": f"token {token}"})
+    assert (after.status_code, after.json["message"]) == (401, "Bad credentials")
+    assert revoke(page_client, token).status_code == 404
+
+
+def test_revocation_needs_the_app_credentials(page_client, token):
+    assert revoke(page_client, token, basic(password="wrong")).status_code == 404
+    missing = page_client.delete(f"/github/applications/{CLIENT_ID}/token", headers=basic(),
+                                 json={})
+    assert missing.status_code == 422
+
+
+def test_avatar_is_a_generated_svg(page_client):
+    response = page_client.get("/github/avatars/583231.svg")
+    assert response.mimetype == "image/svg+xml"
+    svg = response.get_data(as_text=True)
+    assert svg.startswith("<svg") and ">O</text>" in svg
+    assert page_client.get("/github/avatars/583231.svg").get_data(as_text=True) == svg
+    assert page_client.get("/github/avatars/1.svg").status_code == 404
 
 
 def test_auto_login_creates_account(make_app):
@@ -126,7 +207,7 @@ def test_auto_login_creates_account(make_app):
     response = client.get(AUTHORIZE, query_string={"client_id": CLIENT_ID, "state": "s"})
     assert query(response.headers["Location"])["state"] == "s"
     token = exchange(client, query(response.headers["Location"])["code"],
-                     headers=basic()).json["access_token"]
+                     headers={**basic(), **JSON}).json["access_token"]
     emails = client.get("/github/api/v3/user/emails",
                         headers={"Authorization": f"Bearer {token}"}).json
     assert emails[0]["email"] == "newdev@example.com" and emails[0]["verified"] is True

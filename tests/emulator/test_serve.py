@@ -29,11 +29,7 @@ def test_supabase_auth_client_round_trip(running):
     try:
         start = auth.sign_in_with_oauth({"provider": "github", "options": {
             "redirect_to": "http://127.0.0.1:5000/auth/callback"}})
-        with httpx.Client(follow_redirects=False) as http:
-            location = start.url
-            while not location.startswith("http://127.0.0.1:5000/"):
-                location = http.get(location).headers["Location"]
-        code = httpx.URL(location).params["code"]
+        code = httpx.URL(follow_to_app(start.url)).params["code"]
         signed_in = auth.exchange_code_for_session({"auth_code": code})
         assert signed_in.user.email == "octocat@example.com"
         assert signed_in.session.provider_token.startswith("gho_")
@@ -47,6 +43,41 @@ def test_supabase_auth_client_round_trip(running):
         assert auth.get_session() is None
     finally:
         auth._http_client.close()
+
+
+def follow_to_app(location: str) -> str:
+    """Follow the stand-in and callback redirects to the app's URL."""
+    with httpx.Client(follow_redirects=False) as http:
+        while not location.startswith("http://127.0.0.1:5000/"):
+            location = http.get(location).headers["Location"]
+    return location
+
+
+def test_supabase_auth_client_links_and_unlinks_identities():
+    emulator = start_background({"DATABASE": ":memory:", "AUTO_LOGIN": "octocat",
+                                 "PROVIDERS": "github,google", "MANUAL_LINKING": "true"})
+    auth = SyncGoTrueClient(url=emulator.url + "/auth/v1", headers={"apikey": emulator.anon_key},
+                            flow_type="pkce", auto_refresh_token=False,
+                            storage=SyncMemoryStorage())
+    options = {"redirect_to": "http://127.0.0.1:5000/auth/callback"}
+    try:
+        start = auth.sign_in_with_oauth({"provider": "github", "options": options})
+        code = httpx.URL(follow_to_app(start.url)).params["code"]
+        user_id = auth.exchange_code_for_session({"auth_code": code}).user.id
+        linking = auth.link_identity({"provider": "google", "options": options})
+        code = httpx.URL(follow_to_app(linking.url)).params["code"]
+        linked = auth.exchange_code_for_session({"auth_code": code})
+        assert linked.user.id == user_id
+        assert [i.provider for i in linked.user.identities] == ["github", "google"]
+        assert linked.user.app_metadata["providers"] == ["github", "google"]
+        github = auth.get_user_identities().identities[0]
+        auth.unlink_identity(github)
+        user = auth.get_user().user
+        assert [i.provider for i in user.identities] == ["google"]
+        assert user.app_metadata["providers"] == ["google"]
+    finally:
+        auth._http_client.close()
+        emulator.stop()
 
 
 def free_port() -> int:
@@ -75,6 +106,8 @@ def test_external_github_over_http():
             location = http.get(location).headers["Location"]
             location = http.get(location).headers["Location"]
         assert location.startswith("http://127.0.0.1:5000/cb#access_token=")
+        assert auth.app.extensions["emulator.providers"]["github"].__class__.__name__ == \
+            "HttpGitHub"  # the exchange above parsed GitHub's form-encoded token answer
     finally:
         auth.stop()
         github.stop()
