@@ -106,9 +106,7 @@ def _from_environment() -> dict:
 
 def _derive(app: Flask) -> None:
     if app.debug and not app.config["SECRET_KEY"]:
-        # Debug only: a key for this process, so cookies simply stop working after a restart.
-        log.warning("SECRET_KEY is not set; using a random key for this debug run")
-        app.config["SECRET_KEY"] = secrets.token_hex(32)
+        app.config["SECRET_KEY"] = _dev_secret_key(app)
     if app.debug and not app.config["SITE_URL"]:
         app.config["SITE_URL"] = "http://127.0.0.1:5000"
     site_url = (app.config["SITE_URL"] or "").rstrip("/")
@@ -118,6 +116,23 @@ def _derive(app: Flask) -> None:
     app.config["AUTH_SCOPES"] = dict(
         entry.split(":", 1) for entry in _split(app.config["AUTH_SCOPES"]) if ":" in entry
     )
+
+
+def _dev_secret_key(app: Flask) -> str:
+    """Debug only: a random key kept in the instance folder, so reloads keep people signed in."""
+    path = os.path.join(app.instance_path, "dev_secret_key")
+    try:
+        with open(path, encoding="ascii") as existing:
+            return existing.read().strip()
+    except FileNotFoundError:
+        pass
+    os.makedirs(app.instance_path, exist_ok=True)
+    key = secrets.token_hex(32)
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w",
+              encoding="ascii") as created:
+        created.write(key)
+    log.warning("SECRET_KEY is not set; debug mode uses a random key kept in %s", path)
+    return key
 
 
 def _split(value: str | list) -> list[str]:

@@ -73,11 +73,17 @@ def test_all_problems_are_named_at_once(environment):
         assert name in str(raised.value)
 
 
-def test_debug_runs_without_secret_key_and_site_url(environment):
+def test_debug_runs_without_secret_key_and_site_url(environment, tmp_path, monkeypatch):
     environment(FLASK_DEBUG="1", SUPABASE_URL="http://127.0.0.1:54321", SUPABASE_KEY="k")
+    instance = str(tmp_path / "instance")
+    monkeypatch.setattr("flask.Flask.auto_find_instance_path", lambda app: instance)
     app = create_app()
     close(app)
+    again = create_app()
+    close(again)
     assert len(app.config["SECRET_KEY"]) == 64
+    assert again.config["SECRET_KEY"] == app.config["SECRET_KEY"]  # survives a reload
+    assert (tmp_path / "instance" / "dev_secret_key").stat().st_mode & 0o077 == 0
     assert app.config["SITE_URL"] == "http://127.0.0.1:5000"
     assert app.config["SESSION_COOKIE_SECURE"] is False
 
