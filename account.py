@@ -47,10 +47,16 @@ def index():
                            github=_github_section(linked))
 
 
-@bp.post("/link/<provider>")
+@bp.get("/link/<provider>")
 @login_required
 def link(provider: str):
-    """Start linking another provider to this account (PKCE, like a sign-in)."""
+    """Start linking another provider to this account (PKCE, like a sign-in).
+
+    A navigation, like sign-in, not a form: Chrome applies CSP form-action to every redirect
+    after a POST, and this one leaves for Supabase and then the provider. Nothing is linked
+    until the person approves at the provider, and the PKCE verifier never leaves this
+    browser's cookie, so a forged link cannot attach someone else's identity.
+    """
     auth.require_provider(provider)
     try:
         with auth.supabase_call("starting to link an account"):

@@ -4,6 +4,7 @@ document.addEventListener("click", (event) => {
   if (!link || event.defaultPrevented || event.button !== 0 || event.metaKey || event.ctrlKey) {
     return;
   }
+  link.dataset.label = link.textContent;
   link.textContent = link.dataset.leavingText;
   link.setAttribute("aria-busy", "true");
   link.classList.add("leaving");
@@ -12,7 +13,7 @@ document.addEventListener("click", (event) => {
 window.addEventListener("pageshow", (event) => {
   if (!event.persisted) return;
   for (const link of document.querySelectorAll("a[data-leaving-text][aria-busy]")) {
-    link.textContent = link.textContent.replace(/^Redirecting to (.*)…$/, "Sign in with $1");
+    link.textContent = link.dataset.label;
     link.removeAttribute("aria-busy");
     link.classList.remove("leaving");
   }

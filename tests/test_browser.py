@@ -78,13 +78,16 @@ def live_site() -> Iterator[LiveSite]:
     # Bind first to learn the port: both the app and the emulator must know the app's address.
     server = make_server("127.0.0.1", 0, None, threaded=True)
     url = f"http://127.0.0.1:{server.server_port}"
-    emulator = start_background({"DATABASE": ":memory:", "SITE_URL": url})
+    emulator = start_background({"DATABASE": ":memory:", "SITE_URL": url,
+                                 "PROVIDERS": "github,gitlab", "MANUAL_LINKING": True})
     app = create_app({
         "TESTING": True,
         "SECRET_KEY": secrets.token_urlsafe(32),
         "SUPABASE_URL": emulator.url,
         "SUPABASE_KEY": emulator.anon_key,
         "SITE_URL": url,
+        "AUTH_PROVIDERS": "github,gitlab",
+        "GITHUB_API_URL": f"{emulator.url}/github/api/v3",
     })
     server.app = app
     thread = threading.Thread(target=server.serve_forever, name="live-app", daemon=True)
@@ -102,7 +105,7 @@ def page(chromium, live_site):
     """A fresh browser context (no cookies), every wait bounded, nothing beyond loopback."""
     expect.set_options(timeout=WAIT_MS)
     context = chromium.new_context()
-    # The stand-in's avatars point at avatars.githubusercontent.com; keep the test offline.
+    # Everything the pages need is served on loopback; anything else would leave the machine.
     context.route(OFF_LOOPBACK, lambda route: route.abort())
     context.set_default_timeout(WAIT_MS)
     context.set_default_navigation_timeout(WAIT_MS)
@@ -179,3 +182,33 @@ def test_cancel_on_consent_page(page, live_site):
     assert landed.value.status == 401
     expect(page.get_by_text("Sign-in was cancelled.")).to_be_visible()
     expect(page.get_by_role("link", name="Try again")).to_be_visible()
+
+
+def test_link_a_second_provider_see_github_and_sign_out_everywhere(page, live_site):
+    """On /account: the GitHub profile, link GitLab through its consent page, sign out everywhere."""
+    page.goto(live_site.url + "/")
+    start_sign_in(page, live_site)
+    page.get_by_role("button", name="Authorize", exact=True).click()
+    page.wait_for_url(live_site.url + "/")
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Account").click()
+    github = page.get_by_role("region", name="GitHub")
+    expect(github.get_by_role("link", name="octocat")).to_be_visible()
+    expect(github.get_by_text("Public repositories")).to_be_visible()
+    expect(github.locator("dd").nth(1)).to_have_text("3")
+
+    page.get_by_role("button", name="Link GitLab").click()  # a link styled as a button
+    expect(page).to_have_title(re.compile(r"^Authorize "))
+    assert page.url.startswith(f"{live_site.emulator.url}/gitlab/")
+    page.get_by_role("button", name="Authorize", exact=True).click()
+    page.wait_for_url(live_site.url + "/account")
+    expect(page.get_by_role("status")).to_have_text("GitLab is now linked to your account.")
+    rows = page.get_by_role("table").get_by_role("row")
+    expect(rows).to_have_count(3)  # the header, GitHub and GitLab
+    expect(rows.nth(2)).to_contain_text("GitLab")
+    expect(github.locator("dd").nth(1)).to_have_text("3")  # GitHub's token survived the link
+
+    page.get_by_role("button", name="Sign out everywhere").click()
+    page.wait_for_url(live_site.url + "/")
+    expect(page.get_by_role("status")).to_have_text("You have been signed out.")
+    expect(page.get_by_role("button", name="Sign in with GitHub")).to_be_visible()
