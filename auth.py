@@ -168,6 +168,8 @@ def _current_claims(tokens: dict) -> dict:
             claims = _claims_confirmed_by_server(tokens["access_token"])
         if claims is None or _due_for_refresh(claims):
             claims = _refresh(tokens["refresh_token"])
+            # Without this, every refresh and sign-in would hold memory for an hour.
+            shared.tokens.forget(tokens["access_token"])
     return claims
 
 
@@ -427,7 +429,8 @@ def signout():
     if scope not in SIGN_OUT_SCOPES:
         abort(400, description="Unknown sign-out option.")
     reached = True
-    if stored_tokens() is not None:
+    tokens = stored_tokens()
+    if tokens is not None:
         try:
             get_supabase().auth.sign_out({"scope": scope})
         except (AuthError, httpx.HTTPError, pydantic.ValidationError) as error:
@@ -438,6 +441,8 @@ def signout():
               "We could not reach the sign-in service; your other devices are still signed in.",
               "success" if reached else "warning")
         return redirect(url_for("account.index"))
+    if tokens is not None:
+        extension().tokens.forget(tokens["access_token"])
     session.clear()
     if reached or scope == "local":
         flash("You have been signed out.", "success")

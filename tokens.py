@@ -80,6 +80,10 @@ class TokenVerifier:
             self._evict()
         self._claims[token] = claims
 
+    def forget(self, token: str) -> None:
+        """Drop a token's claims once it was refreshed or signed out: it is no use to anyone."""
+        self._claims.pop(token, None)
+
     def _decode(self, token: str, key: object, algorithm: str) -> dict:
         try:
             return jwt.decode(

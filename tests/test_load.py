@@ -1,0 +1,200 @@
+"""Load and soak: gunicorn and the emulator as processes on loopback, 50 browsers at once.
+
+Short by default (LOAD_SECONDS=10); `LOAD_SECONDS=300 .venv/bin/python -m pytest
+tests/test_load.py` is the five-minute soak.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import SECRET, Browser, csrf_token
+
+LOAD_SECONDS = float(os.environ.get("LOAD_SECONDS", "10"))
+WARM_UP = min(4.0, LOAD_SECONDS / 3)
+CLIENTS = 50
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(LOAD_SECONDS + 90)]
+
+
+def free_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        return probe.getsockname()[1]
+
+
+def wait_for(url: str, process: subprocess.Popen, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"{process.args[0]} exited with {process.returncode}"
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer within {seconds} s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """The emulator (auto-approving as octocat) and the app under gunicorn, on free ports."""
+    app_url = f"http://127.0.0.1:{free_port()}"
+    emulator_port = free_port()
+    emulator_url = f"http://127.0.0.1:{emulator_port}"
+    environment = {key: value for key, value in os.environ.items()
+                   if not key.startswith(("SUPABASE_", "FLASK_", "AUTH_", "EMULATOR_"))}
+    environment.update(
+        EMULATOR_DATABASE=str(tmp_path_factory.mktemp("load") / "auth.sqlite3"),
+        EMULATOR_GITHUB_AUTO_LOGIN="octocat", EMULATOR_SITE_URL=app_url,
+        EMULATOR_URI_ALLOW_LIST=f"{app_url}/**")
+    emulator = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "emulator", "--port", str(emulator_port)],
+        cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(f"{emulator_url}/auth/v1/health", emulator)
+        anon_key = re.search(r"SUPABASE_KEY=(\S+)", subprocess.run(
+            [sys.executable, "-m", "emulator", "--print-env"], cwd=ROOT, env=environment,
+            capture_output=True, text=True, check=True).stdout).group(1)
+        # TESTING: the production guard rightly refuses the emulator's demo key otherwise.
+        settings = {"TESTING": True, "SECRET_KEY": SECRET, "SITE_URL": app_url,
+                    "SUPABASE_URL": emulator_url, "SUPABASE_KEY": anon_key}
+        gunicorn = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "gunicorn", "-w", "2", "-k", "gthread", "--threads", "4",
+             "-b", app_url.removeprefix("http://"), "--log-level", "warning",
+             f"app:create_app({settings!r})"],
+            cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(f"{app_url}/healthz", gunicorn)
+            yield {"app": app_url, "gunicorn": gunicorn}
+        finally:
+            stop(gunicorn)
+    finally:
+        stop(emulator)
+
+
+def workers(master: int) -> list[int]:
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return [int(pid) for pid in children]
+
+
+def status_of(pid: int) -> dict[str, int]:
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text()
+                  .splitlines() if ":" in line)
+    return {"threads": int(fields["Threads"]), "rss_kb": int(fields["VmRSS"].split()[0])}
+
+
+class Tally:
+    """What the clients saw, counted across threads."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.statuses: Counter[int] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.sign_ins = 0
+
+    def add(self, response: httpx.Response) -> httpx.Response:
+        with self.lock:
+            for seen in [*response.history, response]:
+                self.statuses[seen.status_code] += 1
+        return response
+
+
+def browse(app_url: str, deadline: float, tally: Tally) -> None:
+    """One person: sign in, open signed-in pages, sign out; again until the deadline."""
+    with httpx.Client(timeout=15, follow_redirects=True) as http:
+        while time.monotonic() < deadline:
+            try:
+                home = tally.add(http.get(f"{app_url}/signin/github"))
+                if "Hello," not in home.text:
+                    raise AssertionError(f"not signed in after the round trip: {home.url}")
+                with tally.lock:
+                    tally.sign_ins += 1
+                tally.add(http.get(f"{app_url}/account"))
+                page = tally.add(http.get(f"{app_url}/")).text
+                token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+                tally.add(http.post(f"{app_url}/signout", data={"csrf_token": token}))
+            except (httpx.HTTPError, AssertionError, AttributeError) as error:
+                with tally.lock:
+                    tally.errors[type(error).__name__] += 1
+
+
+@pytest.fixture(scope="module")
+def load_run(stack):
+    """Run the load once; sample the workers after warm-up and at the end."""
+    tally = Tally()
+    start = time.monotonic()
+    deadline = start + LOAD_SECONDS
+    clients = [threading.Thread(target=browse, args=(stack["app"], deadline, tally))
+               for _ in range(CLIENTS)]
+    for client in clients:
+        client.start()
+    time.sleep(WARM_UP)
+    master = stack["gunicorn"].pid
+    warm = {pid: status_of(pid) for pid in workers(master)}
+    for client in clients:
+        client.join(timeout=LOAD_SECONDS + 60)
+    end = {pid: status_of(pid) for pid in workers(master)}
+    print(f"\nload: {LOAD_SECONDS:.0f} s, {CLIENTS} clients, {tally.sign_ins} sign-ins, "
+          f"statuses {dict(tally.statuses)}, errors {dict(tally.errors)}, "
+          f"workers warm {warm}, end {end}")
+    return {"tally": tally, "warm": warm, "end": end}
+
+
+def test_load_sees_no_5xx(load_run):
+    tally = load_run["tally"]
+    assert tally.sign_ins >= CLIENTS
+    assert sum(n for status, n in tally.statuses.items() if status >= 500) == 0
+
+
+def test_load_every_client_request_completes(load_run):
+    assert not load_run["tally"].errors
+
+
+def test_load_keeps_the_same_workers(load_run):
+    assert set(load_run["end"]) == set(load_run["warm"])
+
+
+def test_load_grows_no_threads(load_run):
+    for pid, warm in load_run["warm"].items():
+        assert load_run["end"][pid]["threads"] <= warm["threads"]
+
+
+def test_load_keeps_memory_within_ten_percent(load_run):
+    for pid, warm in load_run["warm"].items():
+        assert load_run["end"][pid]["rss_kb"] <= warm["rss_kb"] * 1.10
+
+
+def test_signed_out_and_refreshed_tokens_leave_the_claims_cache(make_app, emulator,
+                                                                github_account):
+    """What keeps RSS flat in the soak: the cache holds live sessions, not every token seen."""
+    app = make_app(AUTH_REVALIDATE_SECONDS=0)  # every request refreshes
+    cache = app.extensions["supabase"].tokens._claims
+    browser = Browser(app.test_client(), emulator.url)
+    try:
+        browser.sign_in(github_account())
+        for _ in range(5):
+            page = browser.client.get("/").get_data(as_text=True)
+        assert len(cache) == 1
+        browser.client.post("/signout", data={"csrf_token": csrf_token(page)})
+    finally:
+        browser.close()
+    assert len(cache) == 0
