@@ -309,6 +309,16 @@ def test_unreachable_supabase_keeps_the_session(make_app, browser, signed_in, mo
     assert session_of(down)[STORAGE_KEY] == tokens
 
 
+def test_try_again_after_a_failed_exchange_keeps_the_code(make_app, browser, github_account):
+    consent = browser.start()
+    cookie = browser.client.get_cookie("session").value
+    browser.client = make_app(SUPABASE_TRANSPORT=httpx.MockTransport(refuse)).test_client()
+    browser.client.set_cookie("session", cookie)
+    response = browser.approve(github_account(), consent)
+    assert response.status_code == 503
+    assert f'href="{browser.last_callback}"' in response.get_data(as_text=True)
+
+
 def test_account_lists_identities(client, signed_in):
     response = client.get("/account")
     page = response.get_data(as_text=True)
