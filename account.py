@@ -11,7 +11,6 @@ from flask import (
     flash,
     redirect,
     render_template,
-    request,
     session,
     url_for,
 )
@@ -39,8 +38,6 @@ MANUAL_LINKING_OFF = (
 def index():
     """Profile, provider, identities, last sign-in and GitHub data, fresh from Supabase."""
     user = _fresh_user()
-    if user is None:
-        return redirect(url_for("auth.signin_page", next=request.path))
     linked = {identity.provider for identity in user.identities or []}
     linkable = [p for p in auth.enabled_providers() if p["id"] not in linked]
     return render_template("account.html", user=user, linkable=linkable,
@@ -75,8 +72,6 @@ def link(provider: str):
 def confirm_unlink(identity_id: str):
     """Ask before unlinking: the person may lose a way to sign in."""
     user = _fresh_user()
-    if user is None:
-        return redirect(url_for("auth.signin_page", next=url_for("account.index")))
     identity = _identity(user, identity_id)
     return render_template("unlink.html", identity=identity,
                            last_one=len(user.identities or []) <= 1)
@@ -87,8 +82,6 @@ def confirm_unlink(identity_id: str):
 def unlink(identity_id: str):
     """Unlink an identity; the last one stays, so the person can still sign in."""
     user = _fresh_user()
-    if user is None:
-        return redirect(url_for("auth.signin_page", next=url_for("account.index")))
     identity = _identity(user, identity_id)
     if len(user.identities or []) <= 1:
         flash("This is your only way to sign in, so it cannot be unlinked.", "warning")
@@ -107,15 +100,15 @@ def unlink(identity_id: str):
     return redirect(url_for("account.index"))
 
 
-def _fresh_user() -> SupabaseUser | None:
-    """The user as Supabase has it now, or None when it refuses this session."""
+def _fresh_user() -> SupabaseUser:
+    """The user as Supabase has it now; off to sign in again when it refuses this session."""
     try:
         with auth.supabase_call("loading your account"):
             return get_supabase().auth.get_user().user
     except AuthApiError as error:
         log.info("account page: Supabase refused the session: %s", error.code)
         session.clear()
-        return None
+        abort(redirect(url_for("auth.signin_page", next=url_for("account.index"))))
 
 
 def _identity(user: SupabaseUser, identity_id: str):

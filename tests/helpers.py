@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
+import types
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+from flask import Flask
+from werkzeug.serving import make_server
 
 SITE_URL = "http://127.0.0.1:5000"
 SECRET = "test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
@@ -51,7 +58,7 @@ class Browser:
 
     def approve(self, login: str | None, consent: httpx.Response | None = None, *,
                 action: str = ""):
-        """Pick ``login`` (None: the page's default) on the consent page; return the app's answer."""
+        """Pick ``login`` (None: the page's default) on the consent page; the app's answer."""
         consent = consent or self.start()
         form = next(f for f in self._forms(consent) if "state" in f["fields"])
         fields = {**form["fields"], "action": action or "authorize"}
@@ -74,6 +81,14 @@ class Browser:
             response = self.emulator.get(location)
         raise AssertionError(f"the emulator answered {response.status_code}: {response.text}")
 
+    def callback_path(self, login: str, consent: httpx.Response) -> str:
+        """Approve on the consent page; the app's callback path, not yet opened in the app."""
+        app_client, self.client = self.client, _PathRecorder()
+        try:
+            return self.approve(login, consent)
+        finally:
+            self.client = app_client
+
     def sign_in(self, login: str):
         """The whole round trip; the app's final answer (a redirect on success)."""
         return self.approve(login)
@@ -90,6 +105,38 @@ class Browser:
         parser = FormParser()
         parser.feed(page.text)
         return parser.forms
+
+
+class _PathRecorder:
+    """Stands in for the app's test client: returns the path it was asked to open."""
+
+    @staticmethod
+    def get(path: str) -> str:
+        return path
+
+
+@contextmanager
+def live_server(build_app: Callable[[str], Flask]) -> Iterator[tuple[str, Flask]]:
+    """Serve ``build_app(url)`` on a free loopback port with threads; stop it afterwards."""
+    server = make_server("127.0.0.1", 0, None, threaded=True)
+    url = f"http://127.0.0.1:{server.server_port}"
+    server.app = build_app(url)  # the app may need its own address (SITE_URL)
+    thread = threading.Thread(target=server.serve_forever, name="live-app", daemon=True)
+    thread.start()
+    try:
+        yield url, server.app
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+        server.server_close()
+        server.app.extensions["supabase"].http.close()
+
+
+def move_app_clock(monkeypatch, seconds: float) -> None:
+    """Make the app (only the app, not the emulator) believe ``seconds`` have passed."""
+    import auth
+
+    monkeypatch.setattr(auth, "time", types.SimpleNamespace(time=lambda: time.time() + seconds))
 
 
 def csrf_token(page_html: str) -> str:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
-import types
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -12,7 +10,7 @@ import pytest
 from supabase_auth.constants import STORAGE_KEY
 
 import auth
-from tests.helpers import SITE_URL, Browser, csrf_token
+from tests.helpers import SITE_URL, Browser, csrf_token, move_app_clock
 
 
 def session_of(client) -> dict:
@@ -20,11 +18,6 @@ def session_of(client) -> dict:
         return dict(sess)
 
 
-def move_app_clock(monkeypatch, seconds: float) -> None:
-    """Make the app (only the app) believe ``seconds`` have passed."""
-    start = time.time()
-    monkeypatch.setattr(auth, "time", types.SimpleNamespace(time=lambda: time.time() - start +
-                                                            start + seconds))
 
 
 def test_home_signed_out_offers_github(client):
@@ -88,7 +81,7 @@ def test_session_cookie_keeps_tokens_not_the_user(browser, client, github_accoun
 
 @pytest.mark.parametrize("next_path", ["/account", "/account?tab=identities"])
 def test_next_survives_the_round_trip(client, browser, github_account, next_path):
-    consent = browser.start(f"/signin/github?next={next_path.replace('?', '%3F').replace('=', '%3D')}")
+    consent = browser.start(f"/signin/github?{httpx.QueryParams({'next': next_path})}")
     response = browser.approve(github_account(), consent)
     assert response.headers["Location"] == next_path
 
@@ -216,17 +209,25 @@ def test_sign_out_by_get_is_not_allowed(client, signed_in):
     assert STORAGE_KEY in session_of(client)
 
 
-def test_sign_out_everywhere_ends_other_browsers(make_app, client, browser, github_account):
+@pytest.mark.parametrize("scope, this_browser_sees", [
+    ("global", "You have been signed out."),
+    ("others", "Signed out of your other devices."),
+])
+def test_sign_out_scopes_end_other_browsers(make_app, client, browser, github_account, scope,
+                                            this_browser_sees):
     login = github_account()
     browser.sign_in(login)
     other = Browser(make_app(AUTH_REVALIDATE_SECONDS=0).test_client(), browser.emulator_url)
     try:
         other.sign_in(login)
-        page = client.get("/").get_data(as_text=True)
-        client.post("/signout", data={"csrf_token": csrf_token(page), "scope": "global"})
+        page = client.get("/account").get_data(as_text=True)
+        response = client.post("/signout", data={"csrf_token": csrf_token(page), "scope": scope})
+        here = client.get(response.headers["Location"]).get_data(as_text=True)
         after = other.client.get("/").get_data(as_text=True)
     finally:
         other.close()
+    assert this_browser_sees in here
+    assert ("Sign in with GitHub" in here) is (scope == "global")
     assert "Sign in with GitHub" in after
     assert "Your session has ended" in after
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
 from app import create_app
+from tests.helpers import live_server
 
 try:
     from playwright.sync_api import expect, sync_playwright
@@ -75,29 +74,26 @@ def live_site() -> Iterator[LiveSite]:
     """Serve the app on a free loopback port against its own emulator; stop both afterwards."""
     from emulator.serve import start_background
 
-    # Bind first to learn the port: both the app and the emulator must know the app's address.
-    server = make_server("127.0.0.1", 0, None, threaded=True)
-    url = f"http://127.0.0.1:{server.server_port}"
-    emulator = start_background({"DATABASE": ":memory:", "SITE_URL": url,
-                                 "PROVIDERS": "github,gitlab", "MANUAL_LINKING": True})
-    app = create_app({
-        "TESTING": True,
-        "SECRET_KEY": secrets.token_urlsafe(32),
-        "SUPABASE_URL": emulator.url,
-        "SUPABASE_KEY": emulator.anon_key,
-        "SITE_URL": url,
-        "AUTH_PROVIDERS": "github,gitlab",
-        "GITHUB_API_URL": f"{emulator.url}/github/api/v3",
-    })
-    server.app = app
-    thread = threading.Thread(target=server.serve_forever, name="live-app", daemon=True)
-    thread.start()
-    yield LiveSite(url, emulator)
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
-    emulator.stop()
-    app.extensions["supabase"].http.close()
+    emulators = []
+
+    def build(url: str):
+        # The emulator's SITE_URL is the app's address, known once the server is bound.
+        emulator = start_background({"DATABASE": ":memory:", "SITE_URL": url,
+                                     "PROVIDERS": "github,gitlab", "MANUAL_LINKING": True})
+        emulators.append(emulator)
+        return create_app({
+            "TESTING": True,
+            "SECRET_KEY": secrets.token_urlsafe(32),
+            "SUPABASE_URL": emulator.url,
+            "SUPABASE_KEY": emulator.anon_key,
+            "SITE_URL": url,
+            "AUTH_PROVIDERS": "github,gitlab",
+            "GITHUB_API_URL": f"{emulator.url}/github/api/v3",
+        })
+
+    with live_server(build) as (url, _app):
+        yield LiveSite(url, emulators[0])
+    emulators[0].stop()
 
 
 @pytest.fixture
@@ -185,7 +181,7 @@ def test_cancel_on_consent_page(page, live_site):
 
 
 def test_link_a_second_provider_see_github_and_sign_out_everywhere(page, live_site):
-    """On /account: the GitHub profile, link GitLab through its consent page, sign out everywhere."""
+    """/account: the GitHub profile, link GitLab on its consent page, sign out everywhere."""
     page.goto(live_site.url + "/")
     start_sign_in(page, live_site)
     page.get_by_role("button", name="Authorize", exact=True).click()

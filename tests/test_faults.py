@@ -5,14 +5,13 @@ from __future__ import annotations
 import socket
 import threading
 import time
-import types
 
 import httpx
 import pytest
 from supabase_auth.constants import STORAGE_KEY
 
 import auth
-from tests.helpers import Browser, csrf_token
+from tests.helpers import Browser, csrf_token, move_app_clock
 
 TIMEOUT = 0.5  # SUPABASE_TIMEOUT for these tests
 SLACK = 1.5  # generous: a bound on how long a worker is held, not a speed test
@@ -120,9 +119,6 @@ def faulty_app(make_app, network):
                     AUTH_REVALIDATE_SECONDS=REVALIDATE)
 
 
-def move_app_clock(monkeypatch, seconds: float) -> None:
-    """Make the app (only the app) believe ``seconds`` have passed."""
-    monkeypatch.setattr(auth, "time", types.SimpleNamespace(time=lambda: time.time() + seconds))
 
 
 def auth_state(client) -> dict:
@@ -141,7 +137,7 @@ class Stage:
         if name == "callback":
             helper = Browser(self.client, emulator.url)
             try:
-                self.path = callback_path(helper, github_account(), helper.start())
+                self.path = helper.callback_path(github_account(), helper.start())
             finally:
                 helper.close()
         else:
@@ -156,15 +152,6 @@ class Stage:
 
     def request(self):
         return self.client.get(self.path)
-
-
-def callback_path(browser: Browser, login: str, consent) -> str:
-    """Approve on the consent page; the callback path, not yet opened in the app."""
-    app_client, browser.client = browser.client, types.SimpleNamespace(get=lambda path: path)
-    try:
-        return browser.approve(login, consent)
-    finally:
-        browser.client = app_client
 
 
 @pytest.fixture

@@ -10,10 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from supabase_auth.constants import STORAGE_KEY
-from werkzeug.serving import make_server
 
 import auth
-from tests.helpers import SECRET, SITE_URL, Browser
+from tests.helpers import SECRET, SITE_URL, Browser, live_server
 
 JWT_EXP = 2  # seconds an access token lives on this module's emulator
 REUSE_INTERVAL = 3  # seconds a rotated refresh token may still be presented
@@ -36,20 +35,15 @@ def served(short_lived_emulator):
     """The app on a threaded werkzeug server on loopback, and a test client for signing in."""
     from app import create_app
 
-    app = create_app({"TESTING": True, "SECRET_KEY": SECRET, "SITE_URL": SITE_URL,
-                      "SUPABASE_URL": short_lived_emulator.url,
-                      "SUPABASE_KEY": short_lived_emulator.anon_key})
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    browser = Browser(app.test_client(), short_lived_emulator.url)
-    yield types.SimpleNamespace(app=app, url=f"http://127.0.0.1:{server.server_port}",
-                                browser=browser)
-    browser.close()
-    server.shutdown()
-    thread.join(timeout=5)
-    server.server_close()
-    app.extensions["supabase"].http.close()
+    def build(url: str):
+        return create_app({"TESTING": True, "SECRET_KEY": SECRET, "SITE_URL": SITE_URL,
+                           "SUPABASE_URL": short_lived_emulator.url,
+                           "SUPABASE_KEY": short_lived_emulator.anon_key})
+
+    with live_server(build) as (url, app):
+        browser = Browser(app.test_client(), short_lived_emulator.url)
+        yield types.SimpleNamespace(app=app, url=url, browser=browser)
+        browser.close()
 
 
 @pytest.fixture
@@ -92,15 +86,6 @@ def wait_until(moment: float) -> None:
     time.sleep(max(0.0, moment - time.time()))
 
 
-def callback_path(browser: Browser, login: str, consent) -> str:
-    """Approve on the consent page; the callback path, not yet opened in the app."""
-    app_client, browser.client = browser.client, types.SimpleNamespace(get=lambda path: path)
-    try:
-        return browser.approve(login, consent)
-    finally:
-        browser.client = app_client
-
-
 @pytest.fixture
 def expired_cookie(served, login):
     """A signed-in cookie whose access token has just expired."""
@@ -139,7 +124,7 @@ def test_every_cookie_handed_out_at_expiry_stays_good(served, expired_cookie):
 
 def test_two_tabs_finishing_sign_in_at_once_both_land(served, login):
     browser = served.browser
-    paths = [callback_path(browser, login, browser.start()) for _ in range(2)]
+    paths = [browser.callback_path(login, browser.start()) for _ in range(2)]
     cookie = browser.client.get_cookie("session").value
     results = get_all(served.url, paths, cookie)
     assert [r.status_code for _, r in results] == [302, 302]
@@ -152,7 +137,7 @@ def test_two_tabs_finishing_sign_in_at_once_both_land(served, login):
 
 def test_the_same_callback_hit_twice_at_once_ends_signed_in(served, login):
     browser = served.browser
-    path = callback_path(browser, login, browser.start())
+    path = browser.callback_path(login, browser.start())
     cookie = browser.client.get_cookie("session").value
     results = get_all(served.url, [path, path], cookie)
     assert all(r.status_code < 500 for _, r in results)

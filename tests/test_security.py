@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import json
 import time
-import types
 import uuid
 from urllib.parse import parse_qs, urlsplit
 
@@ -24,7 +23,7 @@ import auth
 from app import create_app
 from config import ConfigError
 from emulator import keys
-from tests.helpers import SECRET, SITE_URL, Browser, csrf_token
+from tests.helpers import SECRET, SITE_URL, Browser, csrf_token, move_app_clock
 
 EMULATOR_KEY = ECAlgorithm.from_jwk(json.dumps(keys.JWT_PRIVATE_JWK))
 OTHER_PROJECT_KEY = ec.generate_private_key(ec.SECP256R1())
@@ -35,9 +34,6 @@ def session_of(client) -> dict:
         return dict(sess)
 
 
-def move_app_clock(monkeypatch, seconds: float) -> None:
-    """Make the app (only the app) believe ``seconds`` have passed."""
-    monkeypatch.setattr(auth, "time", types.SimpleNamespace(time=lambda: time.time() + seconds))
 
 
 def user_id(client) -> str:
