@@ -8,6 +8,7 @@ so each request opens its own).
 from __future__ import annotations
 
 import http.client
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -40,18 +41,21 @@ class Response:
         return None
 
 
-def fetch(method: str, url: str, *, cookie: str | None = None,
-          form: dict[str, str] | None = None) -> Response:
+def fetch(method: str, url: str, *, cookie: str | None = None, form: dict[str, str] | None = None,
+          json_body: object = None, headers: dict[str, str] | None = None) -> Response:
     """One request on a new connection."""
     parts = urlsplit(url)
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
-    headers = {"Cookie": cookie} if cookie else {}
+    headers = {**(headers or {}), **({"Cookie": cookie} if cookie else {})}
     body = None
     if form is not None:
         body = urlencode(form)
         headers["Content-Type"] = "application/x-www-form-urlencoded"
+    elif json_body is not None:
+        body = json.dumps(json_body)
+        headers["Content-Type"] = "application/json"
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=TIMEOUT)
     try:
         connection.request(method, path, body=body, headers=headers)
@@ -100,7 +104,8 @@ class Browser:
         cookie = answer.cookie() or cookie
         page = self._expect(fetch("GET", urljoin(self.app_url + "/", answer.location),
                                   cookie=cookie), 200, "first page")
-        # The first page adds the CSRF token and drops the flash: keep the cookie as a browser would.
+        # The first page adds the CSRF token and drops the flash: keep the cookie, as a browser
+        # would.
         cookie = page.cookie() or cookie
         if SIGNED_IN_MARKER not in page.body:
             raise SignInFailed("the first page after sign-in is not the signed-in page")

@@ -19,9 +19,8 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from bench.client import SIGNED_IN_MARKER, Browser, SignInFailed, fetch
 
@@ -103,6 +102,7 @@ class SignInLoad:
     p50_ms: float
     p99_ms: float
     first_failure: str
+    cookies: list[str] = field(default_factory=list, repr=False)  # when asked to keep them
 
 
 def load_tool() -> str:
@@ -123,10 +123,10 @@ def pages(url: str, cookies: list[str], *, seconds: float, max_requests: int,
 
 
 def signins(app_url: str, logins: list[str], *, seconds: float, max_signins: int,
-            concurrency: int) -> SignInLoad:
+            concurrency: int, keep_cookies: bool = False) -> SignInLoad:
     """Sign the logins in, round-robin, from ``concurrency`` browsers in a separate process."""
     spec = {"kind": "signins", "url": app_url, "logins": logins, "seconds": seconds,
-            "max_requests": max_signins, "connections": concurrency}
+            "max_requests": max_signins, "connections": concurrency, "keep": keep_cookies}
     return SignInLoad(**_child(spec, seconds))
 
 
@@ -167,6 +167,7 @@ class Worker(threading.Thread):
         super().__init__(daemon=True)
         self.spec, self.deadline, self.budget, self.index = spec, deadline, budget, index
         self.latencies: list[float] = []
+        self.cookies: dict[int, str] = {}  # turn -> session cookie, when the spec keeps them
         self.signed_in = self.rewrites = self.errors = 0
         self.first_failure = ""
 
@@ -203,10 +204,14 @@ class Worker(threading.Thread):
             if not turn:
                 break
             try:
-                self.latencies.append(browser.sign_in(logins[turn % len(logins)]).seconds)
+                done = browser.sign_in(logins[(turn - 1) % len(logins)])
             except (OSError, SignInFailed) as error:
                 self.errors += 1
                 self.first_failure = self.first_failure or str(error)[:300]
+                continue
+            self.latencies.append(done.seconds)
+            if self.spec.get("keep"):
+                self.cookies[turn] = done.cookie
 
 
 class Budget:
@@ -250,7 +255,9 @@ def run_child(spec: dict) -> dict:
         return {**summary, "requests": len(latencies) + errors, "rps": len(latencies) / seconds,
                 "signed_in": sum(w.signed_in for w in workers),
                 "cookie_rewrites": sum(w.rewrites for w in workers), "errors": errors}
+    kept = {turn: cookie for worker in workers for turn, cookie in worker.cookies.items()}
     return {**summary, "signins": len(latencies), "failures": errors,
+            "cookies": [kept[turn] for turn in sorted(kept)],
             "per_second": len(latencies) / seconds,
             "first_failure": next((w.first_failure for w in workers if w.first_failure), "")}
 

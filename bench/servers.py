@@ -63,15 +63,22 @@ def proc_status(pid: int) -> dict[str, int]:
             "fds": len(os.listdir(f"/proc/{pid}/fd"))}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Process:
     """A child process in its own session, with its output in a log file."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> None:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path,
+                 cwd: Path | str = ROOT) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         with open(self.log_path, "ab") as log:
             self.popen = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-                argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True)
 
     @property
@@ -83,7 +90,8 @@ class Process:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.popen.poll() is not None:
-                raise ServerError(f"{self.name} exited with {self.popen.returncode}:\n{self.tail()}")
+                raise ServerError(f"{self.name} exited with {self.popen.returncode}:\n"
+                                  f"{self.tail()}")
             if http_status(port, path) == 200:
                 return
             time.sleep(0.05)
@@ -129,11 +137,13 @@ class Emulator:
             "EMULATOR_URI_ALLOW_LIST": f"{site_url}/**",
         }
         argv = [sys.executable, "-m", "emulator", "--host", HOST, "--port", str(port)]
+        source = os.environ.get("BENCH_EMULATOR_DIR") or ROOT  # another checkout's emulator/
+        env["PYTHONPATH"] = str(source)
         printed = subprocess.run(  # noqa: S603
-            [*argv, "--print-env"], cwd=ROOT, env=env, capture_output=True, text=True,
+            [*argv, "--print-env"], cwd=source, env=env, capture_output=True, text=True,
             timeout=START_TIMEOUT, check=True).stdout
         settings = dict(line.split("=", 1) for line in printed.splitlines() if "=" in line)
-        process = Process("emulator", argv, env, work_dir)
+        process = Process("emulator", argv, env, work_dir, cwd=source)
         process.wait_healthy(port, "/auth/v1/.well-known/jwks.json")
         return cls(settings["SUPABASE_URL"], settings["SUPABASE_KEY"],
                    settings["SUPABASE_SERVICE_ROLE_KEY"], process)
@@ -165,8 +175,11 @@ class Gunicorn:
             raise
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, exc_type, exc, traceback) -> None:
         self.process.stop()
+        if exc is not None:  # whatever went wrong, the server's side of it is in its log
+            print(f"--- end of {self.process.log_path.name} ---\n{self.process.tail()}",
+                  file=sys.stderr)
 
     def worker_pid(self) -> int:
         """The pid of gunicorn's only worker (the master's child)."""
@@ -179,6 +192,10 @@ class Gunicorn:
     def worker_status(self) -> dict[str, int]:
         """RSS, threads and open files of the worker."""
         return proc_status(self.worker_pid())
+
+    def worker_cpu(self) -> float:
+        """CPU seconds the worker has used so far."""
+        return cpu_seconds(self.worker_pid())
 
 
 def _clean_environment() -> dict[str, str]:

@@ -23,6 +23,7 @@ from supabase.lib.client_options import SyncClientOptions
 from supabase_auth import SyncSupportedStorage
 from supabase_auth.errors import AuthApiError
 
+from bench.bare_app import link_elsewhere
 from bench.servers import ROOT
 
 pages = Blueprint("pages", __name__)
@@ -52,6 +53,7 @@ class Person:
         self.email = user.email or meta.get("email") or ""
         self.name = meta.get("full_name") or meta.get("name") or meta.get("user_name") or self.email
         self.avatar_url = meta.get("avatar_url")
+        self.role = (user.app_metadata or {}).get("role")
 
 
 class Anonymous:
@@ -72,6 +74,7 @@ def create_app() -> Flask:
     app.register_blueprint(pages)
     app.register_blueprint(auth)
     app.context_processor(lambda: {"current_user": g.get("person") or Anonymous()})
+    app.url_build_error_handlers.append(link_elsewhere)
     return app
 
 
@@ -97,22 +100,10 @@ def index():
     return render_template("index.html", providers=[{"id": "github", "name": "GitHub"}])
 
 
-@pages.get("/account")
-def account():
-    """Linked from the page; not measured."""
-    return "", 204
-
-
 @pages.get("/healthz")
 def healthz():
     """Readiness for the benchmark."""
     return {"status": "ok"}
-
-
-@auth.get("/signin")
-def signin_page():
-    """Linked from the page; not measured."""
-    return redirect("/")
 
 
 @auth.get("/signin/<provider>")
