@@ -4,30 +4,21 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
 
-from flask import (
-    Blueprint,
-    Flask,
-    current_app,
-    g,
-    render_template,
-    request,
-    session,
-)
-from flask_wtf.csrf import CSRFError, CSRFProtect
+from flask import Blueprint, Flask, current_app, render_template, request
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 import account
 import auth
 import config
 import roles
+import security
 import supabase_client
 from flask_storage import CheckedCookieSessionInterface
 
 log = logging.getLogger(__name__)
 pages = Blueprint("pages", __name__)
-csrf = CSRFProtect()
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -37,15 +28,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     config.load(app, test_config)
     config.check(app)
     supabase_client.init_app(app)
-    csrf.init_app(app)
+    security.init_app(app)
     auth.init_app(app)
     app.register_blueprint(pages)
     app.register_blueprint(account.bp)
     app.register_blueprint(roles.bp)
     register_error_pages(app)
     register_template_helpers(app)
-    app.after_request(set_security_headers)
-    app.extensions["content_security_policy"] = content_security_policy(app)
     return app
 
 
@@ -101,27 +90,3 @@ def register_error_pages(app: Flask) -> None:
 def render_error(status: int, message: str | None) -> str:
     """The error page: what happened and what to do next."""
     return render_template("error.html", status=status, message=message)
-
-
-def content_security_policy(app: Flask) -> str:
-    """No inline script or style; images from this site, https, and the Supabase host."""
-    supabase = urlsplit(app.config["SUPABASE_URL"])
-    images = f"'self' https: data: {supabase.scheme}://{supabase.netloc}"
-    return (
-        "default-src 'self'; script-src 'self'; style-src 'self'; "
-        f"img-src {images}; object-src 'none'; base-uri 'none'; "
-        "form-action 'self'; frame-ancestors 'none'"
-    )
-
-
-def set_security_headers(response):
-    """Headers every page carries; no-store wherever user data or auth cookies are involved."""
-    headers = response.headers
-    headers.setdefault("Content-Security-Policy",
-                       current_app.extensions["content_security_policy"])
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Referrer-Policy", "same-origin")
-    headers.setdefault("X-Frame-Options", "DENY")
-    if g.get("auth_user") is not None or session.modified:
-        headers["Cache-Control"] = "no-store"
-    return response

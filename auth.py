@@ -158,6 +158,9 @@ def load_user() -> None:
         flash(str(ended), "warning")
         return
     g.auth_user = User(claims)
+    # Hand the user to Flask-Login directly: its own loader would first hash the IP and
+    # user agent for session protection (switched off above) and send two signals.
+    g._login_user = g.auth_user
 
 
 def _current_claims(tokens: dict) -> dict:

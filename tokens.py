@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -32,7 +33,7 @@ class TokenVerifier:
         issuer: str,
         audience: str = "authenticated",
         jwt_secret: str | None = None,
-        max_entries: int = 4096,
+        max_entries: int = 1024,
         jwks_ttl: float = 600,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -48,7 +49,9 @@ class TokenVerifier:
         self._keys: dict[str, jwt.PyJWK] = {}
         self._keys_fetched_at = float("-inf")
         self._keys_lock = threading.Lock()
-        self._claims: dict[str, dict] = {}
+        # Keyed by the token's SHA-256, not the token: 32 bytes instead of ~1.2 KB per entry.
+        # Never by its signature alone: a copied signature would then vouch for any payload.
+        self._claims: dict[bytes, dict] = {}
 
     def verify(self, token: str) -> dict | None:
         """Return the token's claims, even if expired; None when only the server can tell.
@@ -57,7 +60,7 @@ class TokenVerifier:
         the JWKS is needed but cannot be fetched. Expiry is the caller's decision: an expired
         but genuine token is a reason to refresh, not to sign the person out.
         """
-        claims = self._claims.get(token)
+        claims = self._claims.get(_digest(token))
         if claims is not None:
             return claims
         header = _header(token)
@@ -78,11 +81,11 @@ class TokenVerifier:
         """Cache claims for a token that was verified here or confirmed by the server."""
         if len(self._claims) >= self._max_entries:
             self._evict()
-        self._claims[token] = claims
+        self._claims[_digest(token)] = claims
 
     def forget(self, token: str) -> None:
         """Drop a token's claims once it was refreshed or signed out: it is no use to anyone."""
-        self._claims.pop(token, None)
+        self._claims.pop(_digest(token), None)
 
     def _decode(self, token: str, key: object, algorithm: str) -> dict:
         try:
@@ -121,11 +124,15 @@ class TokenVerifier:
 
     def _evict(self) -> None:
         now = self._clock()
-        live = {token: c for token, c in self._claims.items() if c.get("exp", 0) > now}
+        live = {key: c for key, c in self._claims.items() if c.get("exp", 0) > now}
         if len(live) >= self._max_entries:
             # Dicts keep insertion order: drop the older half rather than one entry per call.
             live = dict(list(live.items())[len(live) // 2 :])
         self._claims = live
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
 
 
 def _header(token: str) -> dict:

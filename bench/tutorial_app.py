@@ -23,7 +23,6 @@ from supabase.lib.client_options import SyncClientOptions
 from supabase_auth import SyncSupportedStorage
 from supabase_auth.errors import AuthApiError
 
-from bench.bare_app import link_elsewhere
 from bench.servers import ROOT
 
 pages = Blueprint("pages", __name__)
@@ -76,6 +75,11 @@ def create_app() -> Flask:
     app.context_processor(lambda: {"current_user": g.get("person") or Anonymous()})
     app.url_build_error_handlers.append(link_elsewhere)
     return app
+
+
+def link_elsewhere(error: Exception, endpoint: str, values: dict) -> str:
+    """A URL for the app's pages the tutorial lacks, so the shared template renders."""
+    return "/" + endpoint.replace(".", "/")
 
 
 def get_supabase() -> Client:

@@ -377,3 +377,28 @@ def test_debug_runs_on_the_emulator(emulator):
                       "SUPABASE_KEY": keys.ANON_KEY, "SUPABASE_JWT_SECRET": keys.JWT_SECRET})
     app.extensions["supabase"].http.close()
     assert app.debug
+
+
+def test_every_state_changing_route_requires_a_csrf_token(make_app):
+    app = make_app()
+    client = app.test_client()
+    unsafe = [(rule, method) for rule in app.url_map.iter_rules()
+              for method in sorted(rule.methods & {"POST", "PUT", "PATCH", "DELETE"})]
+    assert unsafe, "the app has state-changing routes"
+    for rule, method in unsafe:
+        path = rule.build({arg: "x" for arg in rule.arguments}, append_unknown=False)[1]
+        response = client.open(path, method=method)
+        assert response.status_code == 400, (method, path)
+        assert "This form expired" in response.get_data(as_text=True)
+
+
+def test_fixed_headers_leave_a_views_own_header_alone(make_app):
+    app = make_app()
+
+    @app.get("/framed")
+    def framed():
+        return "ok", {"X-Frame-Options": "SAMEORIGIN"}
+
+    response = app.test_client().get("/framed")
+    assert response.headers.getlist("X-Frame-Options") == ["SAMEORIGIN"]
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
