@@ -57,7 +57,7 @@ class CheckedCookieSessionInterface(SecureCookieSessionInterface):
     repeat visit costs a lookup and a copy instead of an HMAC check, base64, zlib and JSON.
     """
 
-    MAX_REMEMBERED = 256  # cookies of the browsers active right now; ~5 KB each
+    MAX_REMEMBERED = 64  # cookies of the browsers active this moment; ~4.5 KB each
 
     def __init__(self) -> None:
         self._remembered: dict[str, tuple[float, dict]] = {}  # cookie -> (signed at, data)

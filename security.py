@@ -10,6 +10,7 @@ from flask_wtf.csrf import CSRFProtect, generate_csrf
 
 csrf = CSRFProtect()
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+MAX_SIGNED_TOKENS = 256  # form tokens of the sessions active this moment, per process
 
 
 def init_app(app: Flask) -> None:
@@ -47,7 +48,7 @@ def csrf_token() -> str:
     signed = current_app.extensions["signed_csrf_tokens"]
     token = signed.get(raw)
     if token is None:
-        if len(signed) >= 4096:
+        if len(signed) >= MAX_SIGNED_TOKENS:
             signed.clear()
         token = signed[raw] = generate_csrf()
     return token

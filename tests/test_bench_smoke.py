@@ -7,6 +7,7 @@ on speed: CI machines are shared and noisy, and the full benchmark is run by han
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -18,7 +19,7 @@ import pytest
 from bench import load
 
 ROOT = Path(__file__).resolve().parent.parent
-SMOKE_TIMEOUT = 60
+SMOKE_TIMEOUT = 180  # ~30 s on a quiet machine; a bound, not a speed check
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +124,11 @@ def test_python_load_client_is_bounded_and_counts_signed_in_pages():
     assert result.tool == "python"
     assert result.requests == 40 and result.signed_in == 40  # the cap stopped it, not the clock
     assert result.errors == 0 and result.seconds < 5
+
+
+def test_emulator_benchmark_runs():
+    done = subprocess.run([sys.executable, "-m", "bench.emulator", "--count", "5"],  # noqa: S603
+                          cwd=ROOT, capture_output=True, text=True, timeout=SMOKE_TIMEOUT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert re.search(r"sign-in round trip median \d+\.\d+ ms .* refresh median \d+\.\d+ ms",
+                     done.stdout)
