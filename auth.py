@@ -107,18 +107,9 @@ class User(UserMixin):
         return url if isinstance(url, str) and url.startswith(("https://", "http://")) else None
 
     @property
-    def provider(self) -> str:
-        return self.app_metadata.get("provider") or ""
-
-    @property
     def role(self) -> str | None:
+        """Set by the team in app_metadata (people cannot write it themselves)."""
         return self.app_metadata.get("role")
-
-    @property
-    def signed_in_at(self) -> int | None:
-        stamps = [entry.get("timestamp") for entry in self.claims.get("amr") or []
-                  if isinstance(entry, dict)]
-        return max((s for s in stamps if isinstance(s, int)), default=None)
 
 
 class SessionEnded(Exception):
