@@ -12,6 +12,7 @@ import httpx
 import jwt
 import pytest
 from supabase_auth import SyncGoTrueClient
+from supabase_auth.errors import AuthApiError
 
 from tests.conformance.support import TIMEOUT, query_of, single
 
@@ -105,7 +106,7 @@ def test_process_serves_health(process, printed_env):
     assert resp.json()["name"] == "GoTrue"
 
 
-def test_process_pkce_sign_in_with_auto_login(process, printed_env):
+def test_process_serves_the_real_clients_whole_session(process, printed_env):
     anon = printed_env["SUPABASE_KEY"]
     wait_for_health(process, anon)
     client = SyncGoTrueClient(url=process[1] + "/auth/v1", headers={"apikey": anon},
@@ -120,5 +121,16 @@ def test_process_pkce_sign_in_with_auto_login(process, printed_env):
                 break
         session = client.exchange_code_for_session(
             {"auth_code": single(query_of(location))["code"]}).session
+        refreshed = client.refresh_session(session.refresh_token).session
+        user = client.get_user(refreshed.access_token).user
+        claims = client.get_claims(refreshed.access_token)
+        client.sign_out({"scope": "local"})
+        with pytest.raises(AuthApiError) as after_sign_out:
+            client.refresh_session(refreshed.refresh_token)
     assert session.user.email == "octocat@example.com"
     assert session.user.user_metadata["user_name"] == "octocat"
+    assert refreshed.refresh_token != session.refresh_token
+    assert user.id == session.user.id
+    assert claims["headers"]["alg"] == "ES256"  # verified through the process's JWKS
+    assert claims["claims"]["sub"] == session.user.id
+    assert after_sign_out.value.code == "refresh_token_not_found"
