@@ -63,13 +63,19 @@ def test_older_token_outside_reuse_interval_is_already_used(sign_in, refresh, cl
     assert_error(refresh(t0), 400, "refresh_token_already_used", ALREADY_USED)
 
 
-@pytest.mark.emulator_only(reason="moves the emulator CLOCK past the reuse interval")
-def test_reuse_detection_revokes_the_family(sign_in, refresh, clock):
+def reuse_oldest_token_past_the_window(sign_in, refresh, clock) -> str:
+    """Rotate twice, then reuse the first token after the reuse interval; the newest token."""
     t0 = sign_in()["refresh_token"]
     t1 = refresh(t0).json()["refresh_token"]
     t2 = refresh(t1).json()["refresh_token"]
     clock.advance(REUSE_INTERVAL + 1)
     refresh(t0)
+    return t2
+
+
+@pytest.mark.emulator_only(reason="moves the emulator CLOCK past the reuse interval")
+def test_reuse_detection_revokes_the_family(sign_in, refresh, clock):
+    t2 = reuse_oldest_token_past_the_window(sign_in, refresh, clock)
     # RevokeTokenFamily stamps updated_at, so t2 is only refused once its own window has passed
     clock.advance(REUSE_INTERVAL + 1)
     assert_error(refresh(t2), 400, "refresh_token_already_used", ALREADY_USED)
@@ -150,9 +156,5 @@ def test_session_works_after_concurrent_refreshes(sign_in, refresh, bearer):
 @pytest.mark.emulator_only(reason="moves the emulator CLOCK past the reuse interval")
 def test_family_revocation_restarts_the_reuse_window(sign_in, refresh, clock):
     """RevokeTokenFamily sets updated_at = now(), so a revoked token is briefly reusable."""
-    t0 = sign_in()["refresh_token"]
-    t1 = refresh(t0).json()["refresh_token"]
-    t2 = refresh(t1).json()["refresh_token"]
-    clock.advance(REUSE_INTERVAL + 1)
-    refresh(t0)
+    t2 = reuse_oldest_token_past_the_window(sign_in, refresh, clock)
     assert refresh(t2).status_code == 200
