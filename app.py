@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from flask import Blueprint, Flask, current_app, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 import account
 import auth
@@ -35,7 +36,15 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(roles.bp)
     register_error_pages(app)
     register_template_helpers(app)
+    trust_proxies(app)
     return app
+
+
+def trust_proxies(app: Flask) -> None:
+    """Read the client's address, scheme and host from TRUSTED_PROXY_COUNT proxies' headers."""
+    hops = app.config["TRUSTED_PROXY_COUNT"]
+    if hops > 0:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
 
 @pages.get("/")

@@ -25,6 +25,8 @@ DEFAULTS = {
     "AUTH_SCOPES": "",  # e.g. "github:read:user repo,gitlab:read_user"
     "AUTH_REVALIDATE_SECONDS": 60,
     "GITHUB_API_URL": "https://api.github.com",  # GitHub Enterprise: https://<host>/api/v3
+    # Proxies in front of the app that set X-Forwarded-For/-Proto/-Host (0: none, trust nothing).
+    "TRUSTED_PROXY_COUNT": 0,
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_HTTPONLY": True,
     "PERMANENT_SESSION_LIFETIME": timedelta(days=14),
@@ -48,6 +50,7 @@ ENVIRONMENT = {
     "AUTH_SCOPES": str,
     "AUTH_REVALIDATE_SECONDS": int,
     "GITHUB_API_URL": str,
+    "TRUSTED_PROXY_COUNT": int,
 }
 
 # Placeholders seen in tutorials and .env files; a key this guessable signs anyone's cookie.
