@@ -16,6 +16,7 @@ from . import (
     github,
     oauth_stand_in,
     provider,
+    ratelimit,
     stand_in,
 )
 from .config import load as load_config
@@ -25,13 +26,14 @@ MAX_BODY = 1024 * 1024  # the real server's 1 MiB request limit
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
-    """Build the emulator app: config, storage, keys, gateway, blueprints, error shapes."""
+    """Build the emulator app: config, storage, keys, limits, gateway, blueprints, errors."""
     app = Flask(__name__)
     app.config.update(load_config(config))
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.secret_key = secrets.token_bytes(32)  # only signs the dashboard's flash messages
     db.init_app(app)
     app.extensions["emulator.tokens"] = TokenService(app.config)
+    ratelimit.init_app(app)
     stand_in.init_app(app)
     provider.init_app(app)
     forms.init_app(app)

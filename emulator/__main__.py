@@ -7,8 +7,8 @@ import sys
 
 from werkzeug.serving import run_simple
 
-from . import close_app, create_app, db
-from .config import from_environ, load
+from . import close_app, create_app, db, ratelimit
+from .config import DEFAULTS, from_environ, load
 from .serve import HeaderKeepingHandler
 from .tokens import api_key
 
@@ -18,8 +18,12 @@ DEFAULT_PORT = 54321
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Read the command-line options."""
-    parser = argparse.ArgumentParser(prog="python -m emulator",
-                                     description="Local Supabase Auth emulator + GitHub stand-in")
+    settings = ", ".join(key for key in DEFAULTS if key != "CLOCK")
+    parser = argparse.ArgumentParser(
+        prog="python -m emulator", description="Local Supabase Auth emulator + GitHub stand-in",
+        epilog=f"Settings come from EMULATOR_<KEY> variables (see emulator/README.md): {settings}. "
+               "POST /auth/v1/token is rate-limited by default (RATE_LIMIT_TOKEN_REFRESH=150 "
+               f"per 5 minutes, burst {ratelimit.BURST}, per client address).")
     parser.add_argument("--host", default=DEFAULT_HOST, help="bind address (default loopback)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--reset", action="store_true", help="wipe the database first")
@@ -54,6 +58,17 @@ def env_lines(config: dict) -> list[str]:
             f"SUPABASE_SERVICE_ROLE_KEY={api_key('service_role', secret)}"]
 
 
+def limit_line(config: dict) -> str:
+    """How POST /token is rate-limited, for the banner."""
+    key = "client address"
+    if config["RATE_LIMIT_HEADER"]:
+        key = f"{config['RATE_LIMIT_HEADER']} header, else client address"
+    if config["SB_FORWARDED_FOR"]:
+        key = "Sb-Forwarded-For IP, else " + key
+    return (f"POST /auth/v1/token limit: {config['RATE_LIMIT_TOKEN_REFRESH']} per 5 minutes, "
+            f"burst {ratelimit.BURST}, per {key} (EMULATOR_RATE_LIMIT_TOKEN_REFRESH)")
+
+
 def warn_exposed(host: str) -> None:
     """Say loudly that a non-loopback bind exposes an insecure server."""
     print("!" * 72, file=sys.stderr)
@@ -78,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(config)
     print(f"Supabase Auth emulator on {config['PUBLIC_URL']} (API {config['PUBLIC_URL']}/auth/v1)")
     print(f"Dashboard: {config['PUBLIC_URL']}/dashboard   GitHub stand-in: {config['GITHUB_URL']}")
+    print(limit_line(config))
     print("\n".join(env_lines(config)), flush=True)
     try:
         run_simple(args.host, args.port, app, threaded=True,

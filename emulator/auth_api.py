@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, redirect, request
 
-from . import flows, linking, sessions, users
+from . import flows, linking, ratelimit, sessions, users
 from .db import get_db
 from .errors import ApiError, json_response
 from .tokens import TokenError
@@ -24,6 +24,9 @@ EXTERNAL_NAMES = (
     "zoom",
 )
 GO_TYPES = {str: "string", bool: "bool", dict: "map[string]interface {}"}
+# The grants the real server rate-limits together (web3 has its own limiter); the emulator
+# implements pkce and refresh_token, the others count and then get unsupported_grant_type.
+LIMITED_GRANTS = {"password", "refresh_token", "id_token", "pkce"}
 JSON_TYPES = {str: "string", int: "number", float: "number", bool: "bool", list: "array",
               dict: "object", type(None): "null"}
 
@@ -121,6 +124,9 @@ def token() -> Response:
     """Exchange an auth code (pkce) or rotate a refresh token (refresh_token)."""
     request.get_data(cache=True)  # keep the body for JSON even if form parsing runs
     grant_type = request.values.get("grant_type", "")
+    if grant_type not in LIMITED_GRANTS:
+        raise ApiError(400, "invalid_credentials", "unsupported_grant_type")
+    ratelimit.check_token_request()  # before the grant runs: a refused code stays usable
     if grant_type == "pkce":
         body = read_json({"auth_code": str, "code_verifier": str})
         return json_response(flows.exchange(body.get("auth_code") or "",

@@ -31,12 +31,16 @@ DEFAULTS: dict[str, Any] = {
     "MANUAL_LINKING": False,
     "DISABLE_SIGNUP": False,
     "MAILER_AUTOCONFIRM": False,
+    "RATE_LIMIT_TOKEN_REFRESH": 150,
+    "RATE_LIMIT_HEADER": None,
+    "SB_FORWARDED_FOR": False,
     "CLOCK": time.time,
 }
 
-INT_KEYS = {"JWT_EXP", "FLOW_STATE_EXPIRY", "REFRESH_TOKEN_REUSE_INTERVAL"}
+INT_KEYS = {"JWT_EXP", "FLOW_STATE_EXPIRY", "REFRESH_TOKEN_REUSE_INTERVAL",
+            "RATE_LIMIT_TOKEN_REFRESH"}
 BOOL_KEYS = {"DISABLE_SIGNUP", "MAILER_AUTOCONFIRM", "REFRESH_TOKEN_ROTATION_ENABLED",
-             "MANUAL_LINKING"}
+             "MANUAL_LINKING", "SB_FORWARDED_FOR"}
 MIN_FLOW_STATE_EXPIRY = 300
 # The external providers of the real server's /settings (besides email, phone, anonymous).
 KNOWN_PROVIDERS = (
@@ -64,11 +68,27 @@ def enabled_providers(value: str | Iterable[str]) -> tuple[str, ...]:
     return cleaned
 
 
+def to_int(key: str, value: Any) -> int:
+    """Read a whole-number setting given as an int or a string, naming the key on failure."""
+    try:
+        return int(value)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{key} must be a whole number, not {value!r}") from error
+
+
+def check_rate_limit(config: dict[str, Any]) -> None:
+    """Fail fast on a /token rate limit that could never let a request through."""
+    if config["RATE_LIMIT_TOKEN_REFRESH"] <= 0:
+        raise ValueError("RATE_LIMIT_TOKEN_REFRESH must be a positive number of /token requests "
+                         f"per 5 minutes, not {config['RATE_LIMIT_TOKEN_REFRESH']}")
+    config["RATE_LIMIT_HEADER"] = (config["RATE_LIMIT_HEADER"] or "").strip() or None
+
+
 def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Return a complete, normalised config: defaults, then overrides, then derived values."""
     config = {**DEFAULTS, **(overrides or {})}
     for key in INT_KEYS:
-        config[key] = int(config[key])
+        config[key] = to_int(key, config[key])
     for key in BOOL_KEYS:
         config[key] = to_bool(config[key])
     config["PUBLIC_URL"] = config["PUBLIC_URL"].rstrip("/")
@@ -79,6 +99,7 @@ def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         raise ValueError(f"JWT_ALG must be ES256 or HS256, not {config['JWT_ALG']!r}")
     config["GITHUB_URL"] = (config["GITHUB_URL"] or config["PUBLIC_URL"] + "/github").rstrip("/")
     config["PROVIDERS"] = enabled_providers(config["PROVIDERS"])
+    check_rate_limit(config)
     config["GITHUB_REDIRECT_URI"] = (
         config["GITHUB_REDIRECT_URI"] or config["PUBLIC_URL"] + "/auth/v1/callback"
     )

@@ -53,3 +53,22 @@ def test_serve_prints_banner_and_warns_when_exposed(tmp_path, monkeypatch, capsy
     assert served == [(host, 5999)]
     assert "http://127.0.0.1:5999" in out and keys.ANON_KEY in out
     assert ("WARNING" in err) is warned
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({}, "150 per 5 minutes, burst 30, per client address"),
+    ({"EMULATOR_RATE_LIMIT_TOKEN_REFRESH": "900", "EMULATOR_RATE_LIMIT_HEADER": "X-Real-IP"},
+     "900 per 5 minutes, burst 30, per X-Real-IP header, else client address"),
+    ({"EMULATOR_SB_FORWARDED_FOR": "true"},
+     "per Sb-Forwarded-For IP, else client address"),
+])
+def test_banner_states_the_token_rate_limit(monkeypatch, env, expected):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert expected in cli.limit_line(cli.settings_for(cli.parse_args([])))
+
+
+def test_help_lists_the_settings(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert "RATE_LIMIT_TOKEN_REFRESH" in " ".join(capsys.readouterr().out.split())

@@ -42,3 +42,34 @@ def test_unknown_provider_fails_fast():
 def test_manual_linking_is_off_by_default_like_the_real_server():
     assert load()["MANUAL_LINKING"] is False
     assert load(from_environ({"EMULATOR_MANUAL_LINKING": "true"}))["MANUAL_LINKING"] is True
+
+
+def test_token_rate_limit_defaults_match_the_real_server():
+    config = load()
+    assert config["RATE_LIMIT_TOKEN_REFRESH"] == 150
+    assert config["RATE_LIMIT_HEADER"] is None
+    assert config["SB_FORWARDED_FOR"] is False
+
+
+def test_token_rate_limit_from_the_environment():
+    config = load(from_environ({"EMULATOR_RATE_LIMIT_TOKEN_REFRESH": "600",
+                                "EMULATOR_RATE_LIMIT_HEADER": " X-Real-IP ",
+                                "EMULATOR_SB_FORWARDED_FOR": "true"}))
+    assert config["RATE_LIMIT_TOKEN_REFRESH"] == 600
+    assert config["RATE_LIMIT_HEADER"] == "X-Real-IP"
+    assert config["SB_FORWARDED_FOR"] is True
+
+
+def test_blank_rate_limit_header_means_none():
+    assert load(from_environ({"EMULATOR_RATE_LIMIT_HEADER": " "}))["RATE_LIMIT_HEADER"] is None
+
+
+@pytest.mark.parametrize("value", [0, -5, "0"])
+def test_token_rate_limit_must_be_positive(value):
+    with pytest.raises(ValueError, match="RATE_LIMIT_TOKEN_REFRESH must be a positive"):
+        load({"RATE_LIMIT_TOKEN_REFRESH": value})
+
+
+def test_whole_number_settings_name_the_key():
+    with pytest.raises(ValueError, match="RATE_LIMIT_TOKEN_REFRESH must be a whole number"):
+        load(from_environ({"EMULATOR_RATE_LIMIT_TOKEN_REFRESH": "lots"}))
