@@ -16,6 +16,7 @@ from supabase_auth import SyncGoTrueClient
 
 from tests.conformance.support import (
     APP_CALLBACK,
+    RATE_LIMIT_HEADER,
     REUSE_INTERVAL,
     SITE_URL,
     TIMEOUT,
@@ -24,6 +25,7 @@ from tests.conformance.support import (
     pkce_pair,
     query_of,
     random_account_fields,
+    rate_limit_key,
     single,
 )
 
@@ -100,6 +102,8 @@ def _emulator(**overrides) -> Iterator[Target]:
         "SITE_URL": SITE_URL,
         "URI_ALLOW_LIST": URI_ALLOW_LIST,
         "REFRESH_TOKEN_REUSE_INTERVAL": REUSE_INTERVAL,
+        # Default limits, keyed like the real server configured per README.md.
+        "RATE_LIMIT_HEADER": RATE_LIMIT_HEADER,
         "CLOCK": clock,
         **overrides,
     }
@@ -138,8 +142,9 @@ def clock(target: Target) -> Iterator[Clock]:
 
 
 def _client(base_url: str, headers: dict[str, str]) -> httpx.Client:
-    return httpx.Client(base_url=base_url, headers=headers, timeout=TIMEOUT,
-                        follow_redirects=False)
+    """A client with its own POST /token rate-limit bucket."""
+    return httpx.Client(base_url=base_url, headers={**rate_limit_key(), **headers},
+                        timeout=TIMEOUT, follow_redirects=False)
 
 
 @pytest.fixture
@@ -170,7 +175,7 @@ def gotrue(target: Target) -> Iterator[SyncGoTrueClient]:
     """The real supabase_auth client in PKCE mode, as an app would configure it."""
     client = SyncGoTrueClient(
         url=target.auth_url,
-        headers={"apikey": target.anon_key},
+        headers={"apikey": target.anon_key, **rate_limit_key()},
         flow_type="pkce",
         auto_refresh_token=False,
         http_client=httpx.Client(timeout=TIMEOUT, follow_redirects=True),

@@ -3,6 +3,7 @@
 import base64
 import hashlib
 import json
+import os
 import re
 import secrets
 import uuid
@@ -16,6 +17,10 @@ SITE_URL = "http://localhost:3000"
 URI_ALLOW_LIST = "http://localhost:3000/**,https://*.example.com/callback,http://192.168.1.10/**"
 APP_CALLBACK = SITE_URL + "/auth/callback"
 REUSE_INTERVAL = 10
+# The header the server keys POST /token's rate limit on (GOTRUE_RATE_LIMIT_HEADER). Every client
+# the suite makes sends a fresh value in it, so each test has a bucket of its own.
+RATE_LIMIT_HEADER = os.environ.get("AUTH_CONFORMANCE_RATE_LIMIT_HEADER") or "X-Conformance-Client"
+RATE_LIMIT_BURST = 30
 FLOW_STATE_EXPIRY = 300
 TIMEOUT = 10.0
 
@@ -30,6 +35,11 @@ def pkce_pair(method: str = "s256") -> tuple[str, str]:
         return verifier, verifier
     digest = hashlib.sha256(verifier.encode()).digest()
     return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def rate_limit_key() -> dict[str, str]:
+    """A rate-limit header with a value no other client uses: a bucket of its own."""
+    return {RATE_LIMIT_HEADER: "conformance-" + secrets.token_hex(8)}
 
 
 def query_of(url: str) -> dict[str, list[str]]:
