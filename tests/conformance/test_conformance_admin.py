@@ -93,7 +93,14 @@ def test_last_page_has_no_next_link(admin, user):
     assert rels["last"]["page"] == str(total)
 
 
-@pytest.mark.parametrize("params", [{"page": "x"}, {"per_page": "-1"}, {"per_page": "0"}])
+@pytest.mark.parametrize("params", [
+    {"page": "x"},
+    {"per_page": "-1"},
+    # The real server answers 500 here (it divides by per_page for the Link header); the
+    # emulator's 400 is stricter.
+    pytest.param({"per_page": "0"}, marks=pytest.mark.emulator_only(
+        reason="the real server answers 500 to per_page=0")),
+])
 def test_bad_pagination_is_validation_failed(admin, params):
     resp = admin.get("/admin/users", params=params)
     assert_error(resp, 400, "validation_failed")
