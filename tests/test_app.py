@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from flask import request
 
 from app import create_app
 
@@ -67,6 +68,38 @@ def test_secure_cookie_when_site_is_https(make_app):
     app = make_app(SITE_URL="https://app.example.com")
     response = app.test_client().get("/signin/github", base_url="https://app.example.com")
     assert "Secure" in response.headers["Set-Cookie"]
+
+
+# What one proxy in front would send about a person at 198.51.100.7, who also sent a forged
+# X-Forwarded-For of their own; the app's TCP peer is the proxy, 192.0.2.1.
+FORWARDED = {"X-Forwarded-For": "203.0.113.9, 198.51.100.7", "X-Forwarded-Proto": "https",
+             "X-Forwarded-Host": "app.example.com"}
+PROXY = {"REMOTE_ADDR": "192.0.2.1"}
+
+
+def request_as_seen(app, headers: dict) -> dict:
+    """The client address, scheme and host the app sees for a request with ``headers``."""
+
+    @app.get("/as-seen")
+    def as_seen():
+        return {"remote_addr": request.remote_addr, "secure": request.is_secure,
+                "scheme": request.scheme, "host": request.host}
+
+    return app.test_client().get("/as-seen", headers=headers, environ_base=PROXY).json
+
+
+def test_without_trusted_proxies_forwarded_headers_change_nothing(make_app):
+    seen = request_as_seen(make_app(TRUSTED_PROXY_COUNT=0), FORWARDED)
+    assert seen == {"remote_addr": "192.0.2.1", "secure": False, "scheme": "http",
+                    "host": "localhost"}
+
+
+def test_one_trusted_proxy_gives_its_client_address_scheme_and_host(make_app):
+    seen = request_as_seen(make_app(TRUSTED_PROXY_COUNT=1), FORWARDED)
+    # The last X-Forwarded-For entry is the one the proxy added; the forged one before it is
+    # ignored.
+    assert seen == {"remote_addr": "198.51.100.7", "secure": True, "scheme": "https",
+                    "host": "app.example.com"}
 
 
 def test_app_module_does_nothing_at_import():

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -20,77 +17,28 @@ import httpx
 import pytest
 
 from tests.helpers import SECRET, Browser, csrf_token
+from tests.processes import emulator_process, free_port, gunicorn_process
 
 LOAD_SECONDS = float(os.environ.get("LOAD_SECONDS", "10"))
 WARM_UP = min(4.0, LOAD_SECONDS / 3)
 CLIENTS = 50
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(LOAD_SECONDS + 90)]
-
-
-def free_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as probe:
-        return probe.getsockname()[1]
-
-
-def wait_for(url: str, process: subprocess.Popen, seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"{process.args[0]} exited with {process.returncode}"
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} did not answer within {seconds} s")
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     """The emulator (auto-approving as octocat) and the app under gunicorn, on free ports."""
     app_url = f"http://127.0.0.1:{free_port()}"
-    emulator_port = free_port()
-    emulator_url = f"http://127.0.0.1:{emulator_port}"
-    environment = {key: value for key, value in os.environ.items()
-                   if not key.startswith(("SUPABASE_", "FLASK_", "AUTH_", "EMULATOR_"))}
-    environment.update(
-        EMULATOR_DATABASE=str(tmp_path_factory.mktemp("load") / "auth.sqlite3"),
-        EMULATOR_GITHUB_AUTO_LOGIN="octocat", EMULATOR_SITE_URL=app_url,
-        EMULATOR_URI_ALLOW_LIST=f"{app_url}/**",
-        # 50 browsers sign in and refresh from 127.0.0.1 at once: lift the /token limit.
-        EMULATOR_RATE_LIMIT_TOKEN_REFRESH="1000000000")
-    emulator = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "emulator", "--port", str(emulator_port)],
-        cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for(f"{emulator_url}/auth/v1/health", emulator)
-        anon_key = re.search(r"SUPABASE_KEY=(\S+)", subprocess.run(
-            [sys.executable, "-m", "emulator", "--print-env"], cwd=ROOT, env=environment,
-            capture_output=True, text=True, check=True).stdout).group(1)
+    database = tmp_path_factory.mktemp("load") / "auth.sqlite3"
+    # 50 browsers sign in and refresh from 127.0.0.1 at once: lift the /token limit.
+    with emulator_process(app_url, database, GITHUB_AUTO_LOGIN="octocat",
+                          RATE_LIMIT_TOKEN_REFRESH=1_000_000_000) as emulator:
         # TESTING: the production guard rightly refuses the emulator's demo key otherwise.
         settings = {"TESTING": True, "SECRET_KEY": SECRET, "SITE_URL": app_url,
-                    "SUPABASE_URL": emulator_url, "SUPABASE_KEY": anon_key}
-        gunicorn = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "gunicorn", "-w", "2", "-k", "gthread", "--threads", "4",
-             "-b", app_url.removeprefix("http://"), "--log-level", "warning",
-             f"app:create_app({settings!r})"],
-            cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_for(f"{app_url}/healthz", gunicorn)
+                    "SUPABASE_URL": emulator.url, "SUPABASE_KEY": emulator.anon_key}
+        options = ["-w", "2", "-k", "gthread", "--threads", "4", "--log-level", "warning"]
+        with gunicorn_process(app_url, settings, options=options) as gunicorn:
             yield {"app": app_url, "gunicorn": gunicorn}
-        finally:
-            stop(gunicorn)
-    finally:
-        stop(emulator)
 
 
 def workers(master: int) -> list[int]:
