@@ -15,17 +15,23 @@ from flask import (
     url_for,
 )
 from flask_login import login_required
-from supabase_auth.errors import AuthApiError
 from supabase_auth.types import User as SupabaseUser
 
 import auth
 import github_api
-from flask_storage import forget_provider_token, provider_token
+from flask_storage import forget_provider_token, provider_token, stored_tokens
+from sessions import supabase_call
 from supabase_client import extension, get_supabase
+from supabase_errors import SUPABASE_ERRORS
 
 log = logging.getLogger(__name__)
 bp = Blueprint("account", __name__, url_prefix="/account")
 
+# Refusals these views explain themselves; any other 4xx is the app's configuration.
+LINK_REFUSALS = frozenset({
+    "manual_linking_disabled", "identity_already_exists", "validation_failed",
+    "identity_not_found", "single_identity_not_deletable", "email_conflict_identity_not_deletable",
+})
 MANUAL_LINKING_OFF = (
     "Linking another sign-in method is turned off for this site's Supabase project. A project "
     "admin can turn on Manual Linking under Authentication > Sign In / Providers "
@@ -55,16 +61,18 @@ def link(provider: str):
     browser's cookie, so a forged link cannot attach someone else's identity.
     """
     auth.require_provider(provider)
+    flow_id = auth.new_flow_id()
     try:
-        with auth.supabase_call("starting to link an account"):
+        with supabase_call("starting to link an account", LINK_REFUSALS):
             response = get_supabase().auth.link_identity(
-                {"provider": provider, "options": auth.oauth_options(provider)})
-    except AuthApiError as error:
+                {"provider": provider, "options": auth.oauth_options(provider, flow_id)})
+    except SUPABASE_ERRORS as error:
         log.info("link_identity refused: %s", error.code)
         flash(MANUAL_LINKING_OFF if error.code == "manual_linking_disabled" else
               "That account could not be linked right now. Please try again.", "warning")
         return redirect(url_for("account.index"))
-    return auth.start_flow(response.url, provider, url_for("account.index"), intent="link")
+    return auth.start_flow(response.url, flow_id, provider, url_for("account.index"),
+                           intent="link")
 
 
 @bp.get("/unlink/<identity_id>")
@@ -87,9 +95,9 @@ def unlink(identity_id: str):
         flash("This is your only way to sign in, so it cannot be unlinked.", "warning")
         return redirect(url_for("account.index"))
     try:
-        with auth.supabase_call("unlinking the account"):
+        with supabase_call("unlinking the account", LINK_REFUSALS):
             get_supabase().auth.unlink_identity(identity)
-    except AuthApiError as error:
+    except SUPABASE_ERRORS as error:
         log.info("unlink_identity refused: %s", error.code)
         flash("That account could not be unlinked. Please reload the page and try again.",
               "warning")
@@ -103,9 +111,11 @@ def unlink(identity_id: str):
 def _fresh_user() -> SupabaseUser:
     """The user as Supabase has it now; off to sign in again when it refuses this session."""
     try:
-        with auth.supabase_call("loading your account"):
-            return get_supabase().auth.get_user().user
-    except AuthApiError as error:
+        with supabase_call("loading your account"):
+            # With the token load_user just checked: get_user() without it would read the
+            # stored session and might refresh it a second time.
+            return get_supabase().auth.get_user(stored_tokens()["access_token"]).user
+    except SUPABASE_ERRORS as error:
         log.info("account page: Supabase refused the session: %s", error.code)
         session.clear()
         abort(redirect(url_for("auth.signin_page", next=url_for("account.index"))))

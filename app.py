@@ -20,6 +20,7 @@ from flask_storage import CheckedCookieSessionInterface
 
 log = logging.getLogger(__name__)
 pages = Blueprint("pages", __name__)
+RETRYABLE = frozenset({429, 502, 503})  # error pages that offer to try the same page again
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -83,7 +84,10 @@ def register_error_pages(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
-        return render_error(error.code or 500, error.description), error.code
+        # Keep what the exception adds, e.g. Retry-After on 429 and 503.
+        headers = [(name, value) for name, value in error.get_headers()
+                   if name.lower() != "content-type"]
+        return render_error(error.code or 500, error.description), error.code, headers
 
     @app.errorhandler(CSRFError)
     def csrf_error(error: CSRFError):
@@ -97,5 +101,7 @@ def register_error_pages(app: Flask) -> None:
 
 
 def render_error(status: int, message: str | None) -> str:
-    """The error page: what happened and what to do next."""
-    return render_template("error.html", status=status, message=message)
+    """The error page: what happened and what to do next (for a passing failure, a retry of
+    the same address when it is a same-site path)."""
+    retry = auth.safe_next(auth.current_path()) if status in RETRYABLE else None
+    return render_template("error.html", status=status, message=message, retry=retry)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-import httpx
-import pydantic
 from flask import (
     Blueprint,
     Flask,
@@ -25,12 +23,13 @@ from flask import (
 )
 from flask_login import LoginManager, UserMixin, current_user
 from supabase_auth.constants import STORAGE_KEY
-from supabase_auth.errors import AuthApiError, AuthError, AuthInvalidJwtError
-from supabase_auth.helpers import decode_jwt
+from werkzeug.exceptions import TooManyRequests
 
 from flask_storage import PROVIDER_TOKEN, stored_tokens
+from sessions import RETRY_AFTER, SessionEnded, current_claims, trust, unavailable
 from supabase_client import extension, get_supabase
-from tokens import InvalidToken, KeysUnavailable
+from supabase_errors import SUPABASE_ERRORS, Failure, classify
+from tokens import InvalidToken
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
@@ -39,6 +38,7 @@ login_manager = LoginManager()
 VERIFIER_KEY = f"{STORAGE_KEY}-code-verifier"  # where supabase_auth puts the PKCE verifier
 FLOWS_KEY = "auth_flows"  # sign-ins under way in this browser, newest last
 MAX_FLOWS = 3  # enough for a few tabs signing in at once, small enough for the cookie
+FLOW_LIFETIME = 600  # seconds; Supabase itself lets a sign-in take five minutes
 SIGN_OUT_SCOPES = ("local", "global", "others")
 # Sign-out needs only the stored tokens, and must work while Supabase is unreachable.
 SKIP_USER_CHECK = frozenset({"static", "pages.healthz", "auth.signout"})
@@ -73,14 +73,6 @@ CALLBACK_ERRORS = {
     "identity_already_exists": (409, "That account is already linked, to you or to someone "
                                      "else. Sign in with it instead, or link a different one."),
 }
-SESSION_ENDED = {
-    "user_banned": "Your account has been suspended, so you have been signed out.",
-    "user_not_found": "Your account no longer exists, so you have been signed out.",
-}
-SESSION_ENDED_DEFAULT = (
-    "Your session has ended (it was signed out or revoked). Please sign in again.")
-
-
 class User(UserMixin):
     """The signed-in person, read from the verified access token's claims."""
 
@@ -112,10 +104,6 @@ class User(UserMixin):
         return self.app_metadata.get("role")
 
 
-class SessionEnded(Exception):
-    """Supabase says this browser's session is over (signed out, banned or deleted)."""
-
-
 def init_app(app: Flask) -> None:
     """Wire Flask-Login to the user that ``load_user`` verified for this request."""
     login_manager.init_app(app)
@@ -139,7 +127,7 @@ def load_user() -> None:
         session.pop(STORAGE_KEY, None)
         return
     try:
-        claims = _current_claims(tokens)
+        claims = current_claims(tokens)
     except InvalidToken as error:
         log.info("discarding a session cookie whose token failed verification: %s", error)
         session.pop(STORAGE_KEY, None)
@@ -154,85 +142,6 @@ def load_user() -> None:
     g._login_user = g.auth_user
 
 
-def _current_claims(tokens: dict) -> dict:
-    shared = extension()
-    with supabase_call("checking your session"):
-        claims = shared.tokens.verify(tokens["access_token"])
-        if claims is None:  # HS256 project without SUPABASE_JWT_SECRET: ask the server
-            claims = _claims_confirmed_by_server(tokens["access_token"])
-        if claims is None or _due_for_refresh(claims):
-            claims = _refresh(tokens["refresh_token"])
-            # Without this, every refresh and sign-in would hold memory for an hour.
-            shared.tokens.forget(tokens["access_token"])
-    return claims
-
-
-def _due_for_refresh(claims: dict) -> bool:
-    """Expired, or issued so long ago that a ban or role change may not be in it yet."""
-    now = time.time()
-    revalidate = current_app.config["AUTH_REVALIDATE_SECONDS"]
-    return now >= claims["exp"] or now - claims["iat"] >= revalidate
-
-
-def _claims_confirmed_by_server(access_token: str) -> dict | None:
-    try:
-        claims = decode_jwt(access_token)["payload"]
-    except AuthInvalidJwtError as error:
-        raise InvalidToken(error.message) from error
-    if not all(isinstance(claims.get(name), int) for name in ("exp", "iat")):
-        raise InvalidToken("the token has no exp or iat")
-    if _due_for_refresh(claims):
-        return None
-    try:
-        get_supabase().auth.get_user(access_token)
-    except AuthApiError as error:
-        if error.status < 500 and error.status not in (409, 429):
-            raise InvalidToken(error.message) from error
-        raise
-    extension().tokens.remember(access_token, claims)
-    return claims
-
-
-def _refresh(refresh_token: str) -> dict:
-    """Trade the refresh token for new tokens (stored by FlaskSessionStorage); return claims."""
-    try:
-        response = get_supabase().auth.refresh_session(refresh_token)
-    except AuthApiError as error:
-        if 400 <= error.status < 500 and error.status not in (409, 429):
-            log.info("refresh refused by Supabase: %s", error.code)
-            raise SessionEnded(SESSION_ENDED.get(error.code, SESSION_ENDED_DEFAULT)) from error
-        raise
-    return _trust(response.session.access_token)
-
-
-def _trust(access_token: str) -> dict:
-    """Claims of a token that Supabase itself just handed over; no signature check needed."""
-    claims = decode_jwt(access_token)["payload"]
-    extension().tokens.remember(access_token, claims)
-    return claims
-
-
-@contextmanager
-def supabase_call(doing: str) -> Iterator[None]:
-    """Answer 503 when Supabase cannot be reached or errs; its 4xx answers pass through."""
-    try:
-        yield
-    except AuthApiError as error:
-        if error.status < 500 and error.status not in (409, 429):
-            raise
-        _unavailable(doing, error)
-    except (AuthError, KeysUnavailable, httpx.HTTPError, pydantic.ValidationError) as error:
-        _unavailable(doing, error)
-
-
-def _unavailable(doing: str, error: Exception) -> None:
-    log.warning("Supabase unavailable while %s: %s: %s", doing, type(error).__name__, error)
-    # At the callback nobody is signed in yet; telling them they are would mislead.
-    still = "You are still signed in; please" if stored_tokens() is not None else "Please"
-    abort(503, description=f"We could not reach the sign-in service while {doing}. "
-                           f"{still} try again in a moment.")
-
-
 def _forget_unreadable_cookie() -> None:
     # A cookie Flask could not verify (tampered, another app's key, truncated) reads as an
     # empty session; marking it modified makes Flask send a deleting Set-Cookie.
@@ -243,10 +152,11 @@ def _forget_unreadable_cookie() -> None:
 
 def _ask_to_sign_in():
     flash("Please sign in to open that page.", "info")
-    return redirect(url_for("auth.signin_page", next=_current_path()))
+    return redirect(url_for("auth.signin_page", next=current_path()))
 
 
-def _current_path() -> str:
+def current_path() -> str:
+    """The request's path with its query, as the browser asked for it."""
     query = request.query_string.decode("latin-1")
     return f"{request.path}?{query}" if query else request.path
 
@@ -292,10 +202,11 @@ def signin(provider: str):
     flows = _pending_flows()
     session.clear()  # a planted or stale cookie is never carried into the new sign-in
     session[FLOWS_KEY] = flows
+    flow_id = new_flow_id()
     response = get_supabase().auth.sign_in_with_oauth(
-        {"provider": provider, "options": oauth_options(provider)})
+        {"provider": provider, "options": oauth_options(provider, flow_id)})
     next_path = safe_next(request.args.get("next")) or url_for("pages.index")
-    return start_flow(response.url, provider, next_path, intent="signin")
+    return start_flow(response.url, flow_id, provider, next_path, intent="signin")
 
 
 def require_provider(provider: str) -> None:
@@ -309,19 +220,25 @@ def require_provider(provider: str) -> None:
                                "this site yet. Please use another way to sign in.")
 
 
-def oauth_options(provider: str) -> dict:
+def new_flow_id() -> str:
+    """Names one sign-in under way, so that its callback finds its own PKCE verifier."""
+    return secrets.token_urlsafe(8)
+
+
+def oauth_options(provider: str, flow_id: str) -> dict:
     """redirect_to (always SITE_URL's /callback, never the Host header) and configured scopes."""
-    options = {"redirect_to": current_app.config["SITE_URL"] + url_for("auth.callback")}
+    callback_path = url_for("auth.callback", flow=flow_id)
+    options = {"redirect_to": current_app.config["SITE_URL"] + callback_path}
     scopes = current_app.config["AUTH_SCOPES"].get(provider)
     if scopes:
         options["scopes"] = scopes
     return options
 
 
-def start_flow(url: str, provider: str, next_path: str, *, intent: str):
+def start_flow(url: str, flow_id: str, provider: str, next_path: str, *, intent: str):
     """Keep the verifier supabase_auth just stored, among the last few, and go to ``url``."""
-    flow = {"verifier": session.pop(VERIFIER_KEY), "next": next_path,
-            "provider": provider, "intent": intent}
+    flow = {"id": flow_id, "verifier": session.pop(VERIFIER_KEY), "next": next_path,
+            "provider": provider, "intent": intent, "started": int(time.time())}
     session[FLOWS_KEY] = [*_pending_flows(), flow][-MAX_FLOWS:]
     return redirect(url, code=303)
 
@@ -333,51 +250,67 @@ def callback():
 
 
 def finish_sign_in(args: Mapping[str, str]):
-    """Exchange the code for a session, or explain what went wrong."""
+    """Exchange the code for a session (one call to Supabase), or explain what went wrong."""
     if args.get("error") or args.get("error_description"):
         return _provider_error(args)
     code = args.get("code", "")
     if not code or len(code) > 256:
         return _sign_in_failed(400, "The sign-in link is incomplete. Please start again.")
-    flows = _pending_flows()
-    if not flows:
+    flow = _flow(args.get("flow"))
+    if flow is None:
         if current_user.is_authenticated:  # a second hit on a callback that already worked
             return redirect(url_for("pages.index"))
         return _sign_in_failed(
             400, "This sign-in was started in another browser, or the cookie that ties it to "
                  "this browser was lost. Please start again here.")
-    refusal = None
     previous = stored_tokens()
-    for flow in reversed(flows):
-        try:
-            with supabase_call("finishing your sign-in"):
-                result = get_supabase().auth.exchange_code_for_session(
-                    {"auth_code": code, "code_verifier": flow["verifier"], "redirect_to": ""})
-        except AuthApiError as error:
-            refusal = error
-            if error.code != "bad_code_verifier":  # another tab's verifier may still match
-                break
-            continue
-        return _signed_in(result.session, flow, [f for f in flows if f is not flow], previous)
+    try:
+        result = get_supabase().auth.exchange_code_for_session(
+            {"auth_code": code, "code_verifier": flow["verifier"], "redirect_to": ""})
+    except SUPABASE_ERRORS as error:
+        return _exchange_failed(error, flow)
+    return _signed_in(result.session, flow, previous)
+
+
+def _flow(flow_id: str | None) -> dict | None:
+    """The sign-in this callback finishes; without an id (Supabase fell back to SITE_URL,
+    dropping the query), the newest one."""
+    flows = _pending_flows()
+    if flow_id is None:
+        return flows[-1] if flows else None
+    return next((flow for flow in flows if flow["id"] == flow_id), None)
+
+
+def _exchange_failed(error: Exception, flow: dict):
+    failure = classify(error, expected=frozenset(CALLBACK_ERRORS))
+    if failure is Failure.RATE_LIMITED:
+        # Supabase checks its limit before the code, so the same link works in a minute.
+        log.warning("code exchange rate-limited by Supabase (429)")
+        raise TooManyRequests("Too many sign-ins right now. Please try again in a minute.",
+                              retry_after=RETRY_AFTER)
+    if failure in (Failure.UNAVAILABLE, Failure.MISCONFIGURED):
+        unavailable("finishing your sign-in", error, failure)
+    _drop_flow(flow)  # its code is used up or refused: nothing of it is needed any more
     if current_user.is_authenticated:
         return redirect(url_for("pages.index"))
     status, message = CALLBACK_ERRORS.get(
-        refusal.code, (400, "Sign-in could not be completed. Please start again."))
-    log.info("code exchange refused: %s", refusal.code)
+        error.code, (400, "Sign-in could not be completed. Please start again."))
+    log.info("code exchange refused: %s", error.code)
     return _sign_in_failed(status, message)
 
 
-def _signed_in(new_session, flow: dict, other_flows: list[dict], previous: dict | None):
+def _signed_in(new_session, flow: dict, previous: dict | None):
     tokens = session[STORAGE_KEY]  # written by FlaskSessionStorage during the exchange
     if flow.get("provider", "github") != "github":
         # The app only calls GitHub's API: keep the GitHub token the session already had.
         _keep_provider_token(tokens, previous)
+    other_flows = [other for other in _pending_flows() if other["id"] != flow["id"]]
     session.clear()
     session[STORAGE_KEY] = tokens
     if other_flows:
         session[FLOWS_KEY] = other_flows
     session.permanent = True
-    user = User(_trust(new_session.access_token))
+    user = User(trust(new_session.access_token))
     if flow.get("intent") == "link":
         flash(f"{provider_name(flow['provider'])} is now linked to your account.", "success")
     else:
@@ -409,11 +342,22 @@ def _sign_in_failed(status: int, message: str):
 
 
 def _pending_flows() -> list[dict]:
+    """This browser's sign-ins under way and younger than FLOW_LIFETIME, newest last."""
     flows = session.get(FLOWS_KEY)
     if not isinstance(flows, list):
         return []
-    return [f for f in flows if isinstance(f, dict) and isinstance(f.get("verifier"), str)
-            and isinstance(f.get("next"), str)][-MAX_FLOWS:]
+    oldest = time.time() - FLOW_LIFETIME
+    return [flow for flow in flows if isinstance(flow, dict)
+            and all(isinstance(flow.get(name), str) for name in ("id", "verifier", "next"))
+            and isinstance(flow.get("started"), int) and flow["started"] > oldest][-MAX_FLOWS:]
+
+
+def _drop_flow(flow: dict) -> None:
+    remaining = [other for other in _pending_flows() if other["id"] != flow["id"]]
+    if remaining:
+        session[FLOWS_KEY] = remaining
+    else:
+        session.pop(FLOWS_KEY, None)
 
 
 @bp.post("/signout")
@@ -427,9 +371,13 @@ def signout():
     if tokens is not None:
         try:
             get_supabase().auth.sign_out({"scope": scope})
-        except (AuthError, httpx.HTTPError, pydantic.ValidationError) as error:
-            log.warning("sign-out (%s) did not reach Supabase: %s", scope, type(error).__name__)
-            reached = False
+        except SUPABASE_ERRORS as error:
+            failure = classify(error)
+            # An ended session is as signed out as it gets; anything else did not reach it.
+            reached = failure is Failure.ENDED
+            if not reached:
+                log.warning("sign-out (%s) did not reach Supabase: %s", scope,
+                            type(error).__name__)
     if scope == "others":
         flash("Signed out of your other devices." if reached else
               "We could not reach the sign-in service; your other devices are still signed in.",

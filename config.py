@@ -82,6 +82,8 @@ def check(app: Flask) -> None:
     problems = [f"{name} is not set" for name in ("SUPABASE_URL", "SUPABASE_KEY")
                 if not app.config[name]]
     problems += _url_problems(app, "SUPABASE_URL") + _url_problems(app, "SITE_URL")
+    if app.config["TRUSTED_PROXY_COUNT"] < 0:
+        problems.append("TRUSTED_PROXY_COUNT must be 0 (no proxy) or the number of proxies")
     if not app.debug:
         problems += _production_problems(app)
     if not app.debug and not app.testing:  # tests run against the emulator on purpose

@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import threading
 import time
 
+from cachetools import LRUCache
 from cryptography.fernet import Fernet, InvalidToken
 from flask import current_app, session
 from flask.sessions import SecureCookieSessionInterface
@@ -60,7 +62,9 @@ class CheckedCookieSessionInterface(SecureCookieSessionInterface):
     MAX_REMEMBERED = 64  # cookies of the browsers active this moment; ~4.5 KB each
 
     def __init__(self) -> None:
-        self._remembered: dict[str, tuple[float, dict]] = {}  # cookie -> (signed at, data)
+        # cookie -> (signed at, data); shared by a worker's threads, hence the lock
+        self._remembered: LRUCache = LRUCache(self.MAX_REMEMBERED)
+        self._lock = threading.Lock()
         self._serializers: dict[tuple, object] = {}
 
     def get_signing_serializer(self, app):
@@ -80,7 +84,8 @@ class CheckedCookieSessionInterface(SecureCookieSessionInterface):
         if serializer is None or not value:
             return super().open_session(app, request)
         max_age = app.permanent_session_lifetime.total_seconds()
-        remembered = self._remembered.get(value)
+        with self._lock:
+            remembered = self._remembered.get(value)
         if remembered is not None and time.time() - remembered[0] <= max_age:
             return self.session_class(_copied(remembered[1]))
         try:
@@ -89,9 +94,8 @@ class CheckedCookieSessionInterface(SecureCookieSessionInterface):
             data = None
         if not _looks_like_session(data):
             return self.session_class({})
-        if len(self._remembered) >= self.MAX_REMEMBERED:
-            self._remembered.clear()  # cheap and rare: a worker sees few cookies at a time
-        self._remembered[value] = (signed_at.timestamp(), _copied(data))
+        with self._lock:
+            self._remembered[value] = (signed_at.timestamp(), _copied(data))
         return self.session_class(data)
 
 

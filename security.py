@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
+from cachetools import LRUCache
 from flask import Flask, current_app, g, request, session
 from flask_wtf.csrf import CSRFProtect, generate_csrf
 
@@ -20,7 +22,7 @@ def init_app(app: Flask) -> None:
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False
     csrf.init_app(app)
     app.before_request(protect_unsafe_methods)
-    app.extensions["signed_csrf_tokens"] = {}
+    app.extensions["signed_csrf_tokens"] = (LRUCache(MAX_SIGNED_TOKENS), threading.Lock())
     # Registered after Flask-WTF's context processor, so templates get this csrf_token.
     app.context_processor(lambda: {"csrf_token": csrf_token})
     app.after_request(mark_private)
@@ -45,12 +47,13 @@ def csrf_token() -> str:
     raw = session.get(current_app.config["WTF_CSRF_FIELD_NAME"])
     if raw is None or current_app.config["WTF_CSRF_TIME_LIMIT"] is not None:
         return generate_csrf()
-    signed = current_app.extensions["signed_csrf_tokens"]
-    token = signed.get(raw)
+    signed, lock = current_app.extensions["signed_csrf_tokens"]
+    with lock:
+        token = signed.get(raw)
     if token is None:
-        if len(signed) >= MAX_SIGNED_TOKENS:
-            signed.clear()
-        token = signed[raw] = generate_csrf()
+        token = generate_csrf()
+        with lock:
+            signed[raw] = token
     return token
 
 

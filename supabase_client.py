@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from dataclasses import dataclass, field
 
 import httpx
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, has_request_context, request
 from supabase import Client
 from supabase.lib.client_options import SyncClientOptions
 
 from flask_storage import FlaskSessionStorage
+from refetched import Refetched
 from tokens import TokenVerifier
 
 EXTENSION = "supabase"
+# Supabase applies its per-address rate limits to this address instead of the app server's.
+FORWARDED_FOR = "Sb-Forwarded-For"
 
 
 @dataclass(frozen=True)
@@ -25,10 +29,40 @@ class SupabaseExtension:
     key: str
     http: httpx.Client
     tokens: TokenVerifier
+    backoff: Backoff
     settings: ProjectSettings = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "settings", ProjectSettings(self))
+
+
+class Backoff:
+    """After Supabase failed to answer, session checks pause for a while instead of every
+    request trying again: 1 s, then 2, 4, … up to ``longest`` while failures go on."""
+
+    def __init__(self, longest: float, clock=time.monotonic) -> None:
+        self._longest = longest
+        self._clock = clock
+        self._failures = 0
+        self._until = float("-inf")
+        self._lock = threading.Lock()
+
+    def ready(self) -> bool:
+        """Whether a check may call Supabase now."""
+        return self._clock() >= self._until
+
+    def failed(self) -> None:
+        """Supabase did not answer: wait longer before the next check."""
+        with self._lock:
+            self._failures += 1
+            pause = min(self._longest, 2.0 ** min(self._failures - 1, 16))
+            self._until = self._clock() + pause
+
+    def succeeded(self) -> None:
+        """Supabase answered: checks go on as usual."""
+        with self._lock:
+            self._failures = 0
+            self._until = float("-inf")
 
 
 class ProjectSettings:
@@ -38,17 +72,12 @@ class ProjectSettings:
 
     def __init__(self, shared: SupabaseExtension) -> None:
         self._shared = shared
-        self._external: dict[str, bool] | None = None
-        self._fetched_at = float("-inf")
-        self._lock = threading.Lock()
+        self._external = Refetched(self._fetch, max_age=self.TTL, min_interval=self.TTL / 2,
+                                   wait=0)
 
     def provider_enabled(self, provider: str) -> bool | None:
-        """True/False as the project says, or None when it cannot be asked right now."""
-        with self._lock:
-            if time.monotonic() - self._fetched_at > self.TTL:
-                self._external = self._fetch()
-                self._fetched_at = time.monotonic()
-            external = self._external
+        """True/False as the project says, or None when it could not be asked yet."""
+        external = self._external.get()
         return None if external is None else bool(external.get(provider, False))
 
     def _fetch(self) -> dict[str, bool] | None:
@@ -80,7 +109,9 @@ def init_app(app: Flask) -> None:
         issuer=app.config["SUPABASE_JWT_ISSUER"] or f"{url}/auth/v1",
         jwt_secret=app.config["SUPABASE_JWT_SECRET"],
     )
-    app.extensions[EXTENSION] = SupabaseExtension(url=url, key=key, http=http, tokens=verifier)
+    backoff = Backoff(longest=min(15, max(app.config["AUTH_REVALIDATE_SECONDS"], 1)))
+    app.extensions[EXTENSION] = SupabaseExtension(url=url, key=key, http=http, tokens=verifier,
+                                                  backoff=backoff)
     app.teardown_appcontext(close)
 
 
@@ -95,7 +126,8 @@ def get_supabase() -> Client:
     It stores its session in the Flask session, uses PKCE, and never starts the refresh timer
     thread: the app refreshes tokens itself, inside a request. ``Client(...)`` is used rather
     than ``create_client(...)``, which would read the stored session and might refresh it as a
-    side effect of construction.
+    side effect of construction. Its calls are made on the person's behalf, so they carry the
+    person's address for Supabase's per-address limits.
     """
     if "supabase_client" not in g:
         shared = extension()
@@ -105,8 +137,21 @@ def get_supabase() -> Client:
             auto_refresh_token=False,
             httpx_client=shared.http,
         )
+        address = client_address()
+        if address is not None:
+            options.headers[FORWARDED_FOR] = address
         g.supabase_client = Client(shared.url, shared.key, options)
     return g.supabase_client
+
+
+def client_address() -> str | None:
+    """The person's IP address as the trusted proxies report it; None when it is not one."""
+    if not has_request_context():
+        return None
+    try:
+        return str(ipaddress.ip_address(request.remote_addr or ""))
+    except ValueError:
+        return None
 
 
 def close(exception: BaseException | None = None) -> None:

@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 
 import httpx
 import jwt
+from cachetools import TLRUCache
 
+from refetched import Refetched
+
+log = logging.getLogger(__name__)
 ASYMMETRIC_ALGORITHMS = frozenset({"ES256", "RS256"})
+JWKS_MIN_INTERVAL = 30.0  # seconds between two fetches of the JWKS, at the most often
 
 
 class InvalidToken(Exception):
     """The token was not issued by this project's Supabase Auth, or was tampered with."""
+
+
+class UnknownSigningKey(InvalidToken):
+    """The token names a signing key the project's JWKS does not list (even after a refetch).
+
+    Either it is forged, or the project rotated its keys and revoked this one: a refresh, not a
+    sign-out, tells the two apart.
+    """
 
 
 class KeysUnavailable(Exception):
@@ -22,7 +37,11 @@ class KeysUnavailable(Exception):
 
 
 class TokenVerifier:
-    """Verifies access tokens and remembers verified claims until the token expires."""
+    """Verifies access tokens and remembers verified claims until the token expires.
+
+    Safe under threaded workers: the claims cache is locked, the JWKS is swapped whole, and the
+    claims handed out are read-only (a view cannot change what the next request sees).
+    """
 
     def __init__(
         self,
@@ -43,24 +62,25 @@ class TokenVerifier:
         self._issuer = issuer
         self._audience = audience
         self._jwt_secret = jwt_secret
-        self._max_entries = max_entries
-        self._jwks_ttl = jwks_ttl
-        self._clock = clock
-        self._keys: dict[str, jwt.PyJWK] = {}
-        self._keys_fetched_at = float("-inf")
-        self._keys_lock = threading.Lock()
+        self._jwks = Refetched(self._fetch_keys, max_age=jwks_ttl, min_interval=JWKS_MIN_INTERVAL,
+                               wait=_wait_for(http), clock=clock)
         # Keyed by the token's SHA-256, not the token: 32 bytes instead of ~1.2 KB per entry.
         # Never by its signature alone: a copied signature would then vouch for any payload.
-        self._claims: dict[bytes, dict] = {}
+        # An entry lives until its token expires (or the least recently used goes first).
+        self._claims: TLRUCache = TLRUCache(max_entries, _until_expiry, timer=clock)
+        self._claims_lock = threading.Lock()
 
-    def verify(self, token: str) -> dict | None:
+    def verify(self, token: str) -> Mapping | None:
         """Return the token's claims, even if expired; None when only the server can tell.
 
-        Raises InvalidToken for a forged, malformed or foreign token, and KeysUnavailable when
-        the JWKS is needed but cannot be fetched. Expiry is the caller's decision: an expired
-        but genuine token is a reason to refresh, not to sign the person out.
+        Raises InvalidToken for a forged, malformed or foreign token (UnknownSigningKey when its
+        key is not in the JWKS), and KeysUnavailable when the JWKS is needed but has never been
+        fetched. Expiry is the caller's decision: an expired but genuine token is a reason to
+        refresh, not to sign the person out.
         """
-        claims = self._claims.get(_digest(token))
+        digest = _digest(token)
+        with self._claims_lock:
+            claims = self._claims.get(digest)
         if claims is not None:
             return claims
         header = _header(token)
@@ -73,19 +93,19 @@ class TokenVerifier:
             key = self._key(header["kid"], algorithm)
         else:
             raise InvalidToken(f"unsupported signing algorithm {algorithm!r}")
-        claims = self._decode(token, key, algorithm)
-        self.remember(token, claims)
-        return claims
+        return self.remember(token, self._decode(token, key, algorithm))
 
-    def remember(self, token: str, claims: dict) -> None:
-        """Cache claims for a token that was verified here or confirmed by the server."""
-        if len(self._claims) >= self._max_entries:
-            self._evict()
-        self._claims[_digest(token)] = claims
+    def remember(self, token: str, claims: dict) -> Mapping:
+        """Cache claims for a token verified here or handed over by the server; the frozen copy."""
+        frozen = freeze(claims)
+        with self._claims_lock:
+            self._claims[_digest(token)] = frozen
+        return frozen
 
     def forget(self, token: str) -> None:
         """Drop a token's claims once it was refreshed or signed out: it is no use to anyone."""
-        self._claims.pop(_digest(token), None)
+        with self._claims_lock:
+            self._claims.pop(_digest(token), None)
 
     def _decode(self, token: str, key: object, algorithm: str) -> dict:
         try:
@@ -101,34 +121,48 @@ class TokenVerifier:
             raise InvalidToken(str(error)) from error
 
     def _key(self, kid: str, algorithm: str) -> jwt.PyJWK:
-        with self._keys_lock:
-            stale = self._clock() - self._keys_fetched_at > self._jwks_ttl
-            if stale or kid not in self._keys:
-                self._keys = self._fetch_keys()
-                self._keys_fetched_at = self._clock()
-            key = self._keys.get(kid)
+        keys = self._jwks.get()
+        if keys is None or kid not in keys:
+            keys = self._jwks.refetch()  # a rotated key; at most once per JWKS_MIN_INTERVAL
+        if keys is None:
+            raise KeysUnavailable(f"could not load {self._jwks_url}")
+        key = keys.get(kid)
         if key is None:
-            raise InvalidToken(f"no signing key {kid!r} in the project's JWKS")
+            raise UnknownSigningKey(f"no signing key {kid!r} in the project's JWKS")
         if key.algorithm_name != algorithm:
             raise InvalidToken(f"key {kid!r} is not an {algorithm} key")
         return key
 
-    def _fetch_keys(self) -> dict[str, jwt.PyJWK]:
+    def _fetch_keys(self) -> dict[str, jwt.PyJWK] | None:
         try:
             response = self._http.get(self._jwks_url, headers=self._headers)
             response.raise_for_status()
             keys = response.json()["keys"]
             return {jwk["kid"]: jwt.PyJWK(jwk) for jwk in keys if jwk.get("kid")}
         except (httpx.HTTPError, ValueError, KeyError, TypeError, jwt.PyJWTError) as error:
-            raise KeysUnavailable(f"could not load {self._jwks_url}: {error}") from error
+            log.warning("could not load %s (keeping the keys fetched before, if any): %s: %s",
+                        self._jwks_url, type(error).__name__, error)
+            return None
 
-    def _evict(self) -> None:
-        now = self._clock()
-        live = {key: c for key, c in self._claims.items() if c.get("exp", 0) > now}
-        if len(live) >= self._max_entries:
-            # Dicts keep insertion order: drop the older half rather than one entry per call.
-            live = dict(list(live.items())[len(live) // 2 :])
-        self._claims = live
+
+def freeze(value):
+    """A read-only copy of JSON-shaped data: mappings become proxies, lists become tuples."""
+    if isinstance(value, dict):
+        return MappingProxyType({key: freeze(item) for key, item in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(freeze(item) for item in value)
+    return value
+
+
+def _until_expiry(_digest: bytes, claims: Mapping, _now: float) -> float:
+    # Expired claims stay a little longer: the next request refreshes with them in hand.
+    return claims["exp"] + 300
+
+
+def _wait_for(http: httpx.Client) -> float:
+    """How long a request may wait for another thread's JWKS fetch: one call's timeout."""
+    timeout = http.timeout
+    return sum(part or 0 for part in (timeout.connect, timeout.read)) or 5.0
 
 
 def _digest(token: str) -> bytes:

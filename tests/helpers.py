@@ -135,8 +135,11 @@ def live_server(build_app: Callable[[str], Flask]) -> Iterator[tuple[str, Flask]
 def move_app_clock(monkeypatch, seconds: float) -> None:
     """Make the app (only the app, not the emulator) believe ``seconds`` have passed."""
     import auth
+    import sessions
 
-    monkeypatch.setattr(auth, "time", types.SimpleNamespace(time=lambda: time.time() + seconds))
+    moved = types.SimpleNamespace(time=lambda: time.time() + seconds)
+    for module in (auth, sessions):
+        monkeypatch.setattr(module, "time", moved)
 
 
 def csrf_token(page_html: str) -> str:

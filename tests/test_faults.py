@@ -11,18 +11,24 @@ import pytest
 from supabase_auth.constants import STORAGE_KEY
 
 import auth
+import supabase_errors
 from tests.helpers import Browser, csrf_token, move_app_clock
 
 TIMEOUT = 0.5  # SUPABASE_TIMEOUT for these tests
 SLACK = 1.5  # generous: a bound on how long a worker is held, not a speed test
 FAULTS = ["refused", "slow", "500", "502-html", "503", "malformed-json"]
-# stage -> the Supabase call it makes, as FaultyNetwork names it
+# stage -> the Supabase call it makes, as FaultyNetwork names it. At these stages nothing valid
+# is in hand (no token yet, an expired one, no keys to check it, no account data): a 502/503.
 STAGES = {
     "callback": "token?grant_type=pkce",
     "refresh": "token?grant_type=refresh_token",
-    "revalidation": "token?grant_type=refresh_token",
     "jwks": ".well-known/jwks.json",
     "account": "user",
+}
+# At these the access token is still valid: the page is served from it and the check waits.
+RIDDEN_OUT = {
+    "revalidation": "user",
+    "near-expiry": "token?grant_type=refresh_token",
 }
 REVALIDATE = 60
 
@@ -65,8 +71,10 @@ class FaultyNetwork(httpx.BaseTransport):
         self.blackhole_port = blackhole_port
         self.refused_port = closed_port()
         self.faults: dict[str, str] = {}
+        self.calls: list[str] = []
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.calls.append(self.call_name(request))
         fault = self.faults.get(self.call_name(request))
         if fault is None:
             return self.real.handle_request(request)
@@ -146,6 +154,8 @@ class Stage:
             self.path = "/account" if name == "account" else "/"
         if name == "refresh":
             move_app_clock(monkeypatch, 3601)
+        elif name == "near-expiry":
+            move_app_clock(monkeypatch, 3600 - 30)
         elif name == "revalidation":
             move_app_clock(monkeypatch, REVALIDATE + 1)
         self.before = auth_state(self.client)
@@ -160,7 +170,7 @@ def stage(request, faulty_app, browser, github_account, emulator, monkeypatch):
 
 
 def faulted(stage: Stage, network: FaultyNetwork, fault: str):
-    network.faults[STAGES[stage.name]] = fault
+    network.faults[{**STAGES, **RIDDEN_OUT}[stage.name]] = fault
     started = time.monotonic()
     response = stage.request()
     return response, time.monotonic() - started
@@ -195,8 +205,34 @@ def test_after_the_fault_the_person_is_signed_in(stage, network, fault):
     assert "Hello," in page
 
 
+@pytest.mark.parametrize("fault", [*FAULTS, "429", "401"])
+@pytest.mark.parametrize("stage", list(RIDDEN_OUT), indirect=True)
+def test_fault_while_the_token_is_valid_serves_the_page(stage, network, fault, caplog,
+                                                        monkeypatch):
+    monkeypatch.setattr(supabase_errors, "_reported", set())  # configuration errors log once
+    response, _ = faulted(stage, network, fault)
+    assert response.status_code == 200
+    assert "Hello," in response.get_data(as_text=True)
+    assert auth_state(stage.client) == stage.before
+    assert any(record.levelname in ("WARNING", "ERROR") for record in caplog.records)
+
+
+@pytest.mark.parametrize("stage", list(RIDDEN_OUT), indirect=True)
+def test_after_a_fault_the_check_waits_then_happens(stage, network):
+    faulted(stage, network, "503")
+    call = RIDDEN_OUT[stage.name]
+    network.faults.clear()
+    network.calls.clear()
+    assert stage.request().status_code == 200
+    assert call not in network.calls  # backing off, not calling on every request
+    time.sleep(1.1)  # the first back-off is one second
+    assert stage.request().status_code == 200
+    assert network.calls.count(call) == 1
+    assert auth_state(stage.client) != stage.before  # checked_at, or the refreshed tokens
+
+
 @pytest.mark.parametrize("fault", ["refused", "slow"])
-@pytest.mark.parametrize("stage", list(STAGES), indirect=True)
+@pytest.mark.parametrize("stage", [*STAGES, *RIDDEN_OUT], indirect=True)
 def test_fault_holds_the_worker_no_longer_than_the_timeout(stage, network, fault):
     _, elapsed = faulted(stage, network, fault)
     assert elapsed < TIMEOUT + SLACK

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import threading
 import time
 
 import httpx
@@ -14,7 +15,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from tokens import InvalidToken, KeysUnavailable, TokenVerifier
+from tokens import (
+    JWKS_MIN_INTERVAL,
+    InvalidToken,
+    KeysUnavailable,
+    TokenVerifier,
+    UnknownSigningKey,
+)
 
 ISSUER = "http://127.0.0.1:54321/auth/v1"
 JWKS_URL = f"{ISSUER}/.well-known/jwks.json"
@@ -96,12 +103,92 @@ def test_expired_token_still_yields_claims_for_the_caller_to_refresh(make_verifi
     assert make_verifier().verify(token)["exp"] < time.time()
 
 
-def test_unknown_kid_refetches_once_then_accepts_a_rotated_key(make_verifier, jwks):
-    verifier = make_verifier()
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_unknown_kid_refetches_then_accepts_a_rotated_key(make_verifier, jwks):
+    clock = Clock()
+    verifier = make_verifier(clock=clock)
     verifier.verify(sign(EC_KEY))
     jwks.keys.append(public_jwk(OTHER_EC_KEY, "k2", "ES256"))
+    clock.now += JWKS_MIN_INTERVAL
     assert verifier.verify(sign(OTHER_EC_KEY, kid="k2"))["aud"] == "authenticated"
     assert jwks.fetches == 2
+
+
+def test_unknown_kids_refetch_at_most_once_per_interval(make_verifier, jwks):
+    clock = Clock()
+    verifier = make_verifier(clock=clock)
+    verifier.verify(sign(EC_KEY))
+    for n in range(20):  # forged or rotated: either way, no burst of JWKS calls
+        with pytest.raises(UnknownSigningKey):
+            verifier.verify(sign(OTHER_EC_KEY, kid=f"unknown-{n}"))
+    assert jwks.fetches == 1
+    clock.now += JWKS_MIN_INTERVAL
+    with pytest.raises(UnknownSigningKey):
+        verifier.verify(sign(OTHER_EC_KEY, kid="unknown-again"))
+    assert jwks.fetches == 2
+
+
+def test_failed_refetch_keeps_the_last_good_keys(make_verifier, jwks):
+    clock = Clock()
+    verifier = make_verifier(clock=clock, jwks_ttl=60)
+    verifier.verify(sign(EC_KEY, sub="5b0c5a8e-0000-4000-8000-00000000000a"))
+    jwks.down = True
+    clock.now += 61  # the keys are stale, and the JWKS is down: stale beats nothing
+    assert verifier.verify(sign(EC_KEY))["role"] == "authenticated"
+    assert jwks.fetches == 2
+
+
+def test_no_lock_is_held_while_the_jwks_is_fetched(make_verifier, jwks):
+    """A request whose key is known is not held up by another request's slow refetch."""
+    verifier = make_verifier()
+    verifier.verify(sign(EC_KEY, sub="5b0c5a8e-0000-4000-8000-00000000000b"))
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_jwks(request: httpx.Request) -> httpx.Response:
+        entered.set()
+        release.wait(5)
+        return httpx.Response(200, json={"keys": jwks.keys})
+
+    verifier._http._transport = httpx.MockTransport(slow_jwks)
+    verifier._jwks._tried_at = float("-inf")  # allow the refetch now
+    outcome = []
+
+    def verify_rotated() -> None:
+        try:
+            verifier.verify(sign(OTHER_EC_KEY, kid="rotated"))
+        except UnknownSigningKey as error:
+            outcome.append(error)
+
+    slow = threading.Thread(target=verify_rotated)
+    slow.start()
+    try:
+        assert entered.wait(5)
+        assert verifier.verify(sign(EC_KEY))["role"] == "authenticated"  # while it waits
+        assert outcome == []  # the refetch is still under way
+    finally:
+        release.set()
+        slow.join(5)
+    assert len(outcome) == 1
+
+
+def test_claims_handed_out_are_read_only(make_verifier):
+    verifier = make_verifier()
+    token = sign(EC_KEY, app_metadata={"role": "member", "providers": ["github"]})
+    claims = verifier.verify(token)
+    with pytest.raises(TypeError):
+        claims["app_metadata"]["role"] = "admin"
+    with pytest.raises((TypeError, AttributeError)):
+        claims["app_metadata"]["providers"].append("gitlab")
+    assert verifier.verify(token)["app_metadata"]["role"] == "member"
 
 
 @pytest.mark.parametrize("token_factory", [
@@ -167,3 +254,27 @@ def test_claims_cache_is_bounded(make_verifier):
     for n in range(50):
         verifier.verify(sign(EC_KEY, sub=f"5b0c5a8e-0000-4000-8000-{n:012d}"))
     assert len(verifier._claims) <= 8
+
+
+def test_claims_cache_is_safe_under_threads(make_verifier):
+    verifier = make_verifier(max_entries=16)
+    tokens = [sign(EC_KEY, sub=f"5b0c5a8e-0000-4000-8000-{n:012d}") for n in range(64)]
+    errors = []
+
+    def churn(offset: int) -> None:
+        try:
+            for n in range(400):
+                token = tokens[(n + offset) % len(tokens)]
+                assert verifier.verify(token)["sub"].endswith(f"{(n + offset) % 64:012d}")
+                if n % 3 == 0:
+                    verifier.forget(token)
+        except Exception as error:  # noqa: BLE001 - collected and reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=churn, args=(k * 7,)) for k in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert len(verifier._claims) <= 16

@@ -1,0 +1,186 @@
+"""Keeping a signed-in session current: verified locally, re-checked with Supabase, refreshed.
+
+Three kinds of call, chosen to spend as little of Supabase's budget as the promises allow:
+- every request: the access token is verified locally (JWKS, cached claims), no call;
+- every AUTH_REVALIDATE_SECONDS: GET /auth/v1/user, which Supabase does not rate-limit and which
+  refuses a banned, deleted or signed-out session;
+- about once per token lifetime: a refresh (POST /auth/v1/token, the rate-limited one), when
+  the token is about to expire or when /user shows app_metadata the token does not have yet.
+
+When Supabase cannot answer, the person is served from their still-valid token and the check
+is retried after a back-off; only an expired token that cannot be refreshed gives a 503.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+from flask import current_app, session
+from supabase_auth.errors import AuthInvalidJwtError
+from supabase_auth.helpers import decode_jwt
+from werkzeug.exceptions import ServiceUnavailable
+
+from flask_storage import stored_tokens
+from supabase_client import extension, get_supabase
+from supabase_errors import REFRESH_ENDING, SESSION_ENDING, SUPABASE_ERRORS, Failure, classify
+from tokens import InvalidToken, KeysUnavailable, UnknownSigningKey, freeze
+
+log = logging.getLogger(__name__)
+
+REFRESH_MARGIN = 60  # seconds before expiry when a token is refreshed (a quarter of a short life)
+CHECKED_AT = "checked_at"  # when /user last confirmed the session, kept with the tokens
+RETRY_AFTER = 60  # what a rate-limited person is told to wait, in seconds
+SESSION_ENDED = {
+    "user_banned": "Your account has been suspended, so you have been signed out.",
+    "user_not_found": "Your account no longer exists, so you have been signed out.",
+}
+SESSION_ENDED_DEFAULT = (
+    "Your session has ended (it was signed out or revoked). Please sign in again.")
+
+
+class SessionEnded(Exception):
+    """Supabase says this browser's session is over (signed out, banned or deleted)."""
+
+
+def current_claims(tokens: dict) -> Mapping:
+    """The claims of the cookie's access token, after a refresh or a check when one is due.
+
+    Raises InvalidToken for a token that was not issued by the project and SessionEnded when
+    Supabase says the session is over; answers 503 when no valid token can be had.
+    """
+    try:
+        claims = extension().tokens.verify(tokens["access_token"])
+    except UnknownSigningKey as error:  # a rotated and revoked key, or a forgery
+        log.info("refreshing a session whose token cannot be verified: %s", error)
+        return _refresh(tokens, valid_claims=None)
+    except KeysUnavailable as error:
+        unavailable("checking your session", error, Failure.UNAVAILABLE)
+    if claims is None:  # an HS256 project without SUPABASE_JWT_SECRET
+        claims = _confirmed_by_server(tokens)
+    now = time.time()
+    if now >= claims["exp"] - _margin(claims):
+        return _refresh(tokens, valid_claims=claims if now < claims["exp"] else None)
+    if now - _checked_at(tokens, claims) >= current_app.config["AUTH_REVALIDATE_SECONDS"]:
+        return _revalidate(tokens, claims)
+    return claims
+
+
+def trust(access_token: str) -> Mapping:
+    """Claims of a token that Supabase itself just handed over; no signature check needed."""
+    return extension().tokens.remember(access_token, decode_jwt(access_token)["payload"])
+
+
+def _revalidate(tokens: dict, claims: Mapping) -> Mapping:
+    """Ask GET /user whether the session still stands; refresh when app_metadata changed."""
+    if not extension().backoff.ready():
+        return claims
+    try:
+        user = get_supabase().auth.get_user(tokens["access_token"]).user
+    except SUPABASE_ERRORS as error:
+        if getattr(error, "code", None) == "bad_jwt":  # e.g. its signing key was revoked
+            return _refresh(tokens, valid_claims=None)
+        _not_answered(error, "checking your session")
+        return claims
+    extension().backoff.succeeded()
+    if freeze(user.app_metadata or {}) != claims.get("app_metadata", {}):
+        log.info("app_metadata changed in Supabase: refreshing so the token carries it")
+        return _refresh(tokens, valid_claims=claims)
+    _mark_checked(tokens)
+    return claims
+
+
+def _refresh(tokens: dict, valid_claims: Mapping | None) -> Mapping:
+    """Trade the refresh token for new tokens (FlaskSessionStorage stores them).
+
+    With ``valid_claims`` the current token still works, so a failure (or a back-off under way)
+    leaves the person on it; without, a failure that does not end the session is a 503.
+    """
+    if valid_claims is not None and not extension().backoff.ready():
+        return valid_claims
+    try:
+        response = get_supabase().auth.refresh_session(tokens["refresh_token"])
+    except SUPABASE_ERRORS as error:
+        failure = _not_answered(error, "refreshing your session", REFRESH_ENDING)
+        if valid_claims is not None:
+            return valid_claims
+        unavailable("refreshing your session", error, failure)
+    extension().backoff.succeeded()
+    # Without this, every refresh would hold the old token's claims in memory for an hour.
+    extension().tokens.forget(tokens["access_token"])
+    return trust(response.session.access_token)
+
+
+def _confirmed_by_server(tokens: dict) -> Mapping:
+    """Claims of a token only Supabase can verify (HS256 without the secret), checked there."""
+    try:
+        claims = decode_jwt(tokens["access_token"])["payload"]
+    except AuthInvalidJwtError as error:
+        raise InvalidToken(error.message) from error
+    if not all(isinstance(claims.get(name), int) for name in ("exp", "iat")):
+        raise InvalidToken("the token has no exp or iat")
+    if time.time() >= claims["exp"] - _margin(claims):
+        return freeze(claims)  # the refresh that follows asks the server anyway
+    try:
+        get_supabase().auth.get_user(tokens["access_token"])
+    except SUPABASE_ERRORS as error:
+        # Unverified, the token cannot vouch for the person while Supabase is away.
+        unavailable("checking your session", error, _not_answered(error, "checking a token"))
+    _mark_checked(tokens)
+    return extension().tokens.remember(tokens["access_token"], claims)
+
+
+def _not_answered(error: Exception, doing: str,
+                  ending: frozenset[str] = SESSION_ENDING) -> Failure:
+    """Sign out on an answer that ends the session; otherwise log, back off and say why."""
+    failure = classify(error, ending=ending)
+    if failure is Failure.ENDED:
+        log.info("Supabase ended the session while %s: %s", doing, error.code)
+        raise SessionEnded(SESSION_ENDED.get(error.code, SESSION_ENDED_DEFAULT)) from error
+    extension().backoff.failed()
+    if failure is not Failure.MISCONFIGURED:  # that one was logged with what to fix
+        log.warning("Supabase did not answer while %s (%s: %s); serving from the access token "
+                    "while it is valid", doing, type(error).__name__, str(error)[:200])
+    return failure
+
+
+def unavailable(doing: str, error: Exception, failure: Failure) -> None:
+    """Answer 503, saying whether the person is still signed in, and when to retry."""
+    log.warning("Supabase unavailable while %s: %s: %s", doing, type(error).__name__,
+                str(error)[:200])
+    # At the callback nobody is signed in yet; telling them they are would mislead.
+    still = "You are still signed in; please" if stored_tokens() is not None else "Please"
+    busy = failure is Failure.RATE_LIMITED
+    reason = "The sign-in service is busy" if busy else "We could not reach the sign-in service"
+    raise ServiceUnavailable(f"{reason} while {doing}. {still} try again in a moment.",
+                             retry_after=RETRY_AFTER if busy else None)
+
+
+@contextmanager
+def supabase_call(doing: str, expected: frozenset[str] = frozenset()) -> Iterator[None]:
+    """For views: 503 when Supabase cannot help; answers that end the session or that the view
+    ``expected`` (error codes) are re-raised for it to handle."""
+    try:
+        yield
+    except SUPABASE_ERRORS as error:
+        failure = classify(error, expected)
+        if failure in (Failure.ENDED, Failure.REFUSED):
+            raise
+        unavailable(doing, error, failure)
+
+
+def _mark_checked(tokens: dict) -> None:
+    tokens[CHECKED_AT] = int(time.time())
+    session.modified = True  # a nested change: Flask would not notice it
+
+
+def _checked_at(tokens: dict, claims: Mapping) -> float:
+    """A token fresh from Supabase counts as a check at its issue time."""
+    checked = tokens.get(CHECKED_AT)
+    return max(checked if isinstance(checked, int) else 0, claims["iat"])
+
+
+def _margin(claims: Mapping) -> float:
+    return min(REFRESH_MARGIN, (claims["exp"] - claims["iat"]) / 4)
