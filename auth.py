@@ -256,6 +256,7 @@ def finish_sign_in(args: Mapping[str, str]):
     code = args.get("code", "")
     if not code or len(code) > 256:
         return _sign_in_failed(400, "The sign-in link is incomplete. Please start again.")
+    _store_flows(_pending_flows())  # forget the ones past FLOW_LIFETIME
     flow = _flow(args.get("flow"))
     if flow is None:
         if current_user.is_authenticated:  # a second hit on a callback that already worked
@@ -307,8 +308,7 @@ def _signed_in(new_session, flow: dict, previous: dict | None):
     other_flows = [other for other in _pending_flows() if other["id"] != flow["id"]]
     session.clear()
     session[STORAGE_KEY] = tokens
-    if other_flows:
-        session[FLOWS_KEY] = other_flows
+    _store_flows(other_flows)
     session.permanent = True
     user = User(trust(new_session.access_token))
     if flow.get("intent") == "link":
@@ -353,9 +353,13 @@ def _pending_flows() -> list[dict]:
 
 
 def _drop_flow(flow: dict) -> None:
-    remaining = [other for other in _pending_flows() if other["id"] != flow["id"]]
-    if remaining:
-        session[FLOWS_KEY] = remaining
+    _store_flows([other for other in _pending_flows() if other["id"] != flow["id"]])
+
+
+def _store_flows(flows: list[dict]) -> None:
+    if flows:
+        if session.get(FLOWS_KEY) != flows:
+            session[FLOWS_KEY] = flows
     else:
         session.pop(FLOWS_KEY, None)
 
