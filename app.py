@@ -54,8 +54,8 @@ def index():
     if request.args.get("code") or request.args.get("error_description"):
         # Supabase falls back to SITE_URL when the redirect URL is not on its allow-list.
         log.warning(
-            "Sign-in came back to / instead of /callback: add %s/callback to the Redirect URLs "
-            "of your Supabase project (Authentication > URL Configuration).",
+            "Sign-in came back to / instead of /callback: add %s/callback?flow=* to the Redirect "
+            "URLs of your Supabase project (Authentication > URL Configuration).",
             current_app.config["SITE_URL"],
         )
         return auth.finish_sign_in(request.args)

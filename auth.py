@@ -117,7 +117,7 @@ def init_app(app: Flask) -> None:
 
 @bp.before_app_request
 def load_user() -> None:
-    """Verify the cookie's access token, refreshing it first when it is due."""
+    """Verify the cookie's access token; re-check or refresh it with Supabase when due."""
     g.auth_user = None
     if request.endpoint in SKIP_USER_CHECK:
         return

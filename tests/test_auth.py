@@ -189,7 +189,7 @@ def test_code_arriving_at_home_is_handled_and_logged(make_app, emulator, github_
         browser.close()
     assert browser.last_callback.startswith("/?code=")
     assert response.status_code == 302
-    assert "http://app.invalid:5000/callback to the Redirect URLs" in caplog.text
+    assert "http://app.invalid:5000/callback?flow=* to the Redirect URLs" in caplog.text
     assert "Hello," in page
 
 
