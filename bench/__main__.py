@@ -1,19 +1,23 @@
-"""``python -m bench [--smoke] [--json PATH]``: every measurement, in one run, on one machine.
+"""``python -m bench [--smoke] [--baseline REV] [--json PATH]``: every measurement, one run.
 
 One emulator process for the whole run; gunicorn with one sync worker serves one app at a
 time (bare Flask, this app, the tutorial design) on the same port; load comes from a separate
 process (wrk, or bench/load.py's bounded Python client). Page measurements are interleaved
-round by round (bare, app, tutorial, bare, ...) so drift on the machine hits all three alike,
-and each ratio is the ratio of medians over the rounds.
+round by round (bare, app, tutorial, bare, ...) so drift on the machine hits all alike, and
+each ratio is the ratio of medians over the rounds. With ``--baseline REV`` the app as it was
+at REV ("before", from a git worktree, see bench/baseline.py) joins the page rounds, the
+cookie sizes and the call count next to this checkout ("after").
 
-1. signed-in page throughput and latency      4. worker threads and RSS after heavy use
-2. sign-in round trips per second              5. cost spread over 1..1,000 distinct users
-3. session cookie sizes                        6. in-process auth overhead per request
+1. signed-in page throughput and latency      5. cost spread over 1..1,000 distinct users
+2. sign-in round trips per second              6. in-process auth overhead per request
+3. session cookie sizes                        7. calls to Supabase per person-hour
+4. worker threads and RSS after heavy use
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -25,13 +29,18 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench import inprocess, load, report
+from bench import calls, inprocess, load, report
+from bench.baseline import Baseline, in_git_checkout, worktree
+from bench.baseline import environment as baseline_environment
 from bench.client import Browser, Response, fetch
 from bench.servers import ROOT, Emulator, Gunicorn, free_port
 
 # Tokens stay valid for the whole run (the emulator's JWT_EXP is 3,600 s), and the app
 # re-checks them with Supabase only every AUTH_REVALIDATE_SECONDS; the load tool replays one
-# cookie, so it must not be rotated under it. The refresh path is measured in item 6.
+# cookie, so it must not be rotated under it. The refresh path is measured in item 6. The same
+# holds for a baseline: before, a re-check was a refresh; now it is a GET /user (and a refresh
+# comes a minute before expiry); with 3,600 s neither version calls Supabase during the page
+# rounds (no cookie is rewritten), so "before" and "after" compare like with like.
 REVALIDATE_SECONDS = 3600
 
 
@@ -53,26 +62,30 @@ class Plan:
     heavy_seconds: float  # time cap for each half of item 4 (sign-ins, then requests)
     inprocess_requests: int
     inprocess_refreshes: int
+    call_variants: int  # how many of bench/calls.py's VARIANTS to simulate (one hour each)
 
 
 FULL = Plan(rounds=3, warmup_seconds=2, page_seconds=6, page_cap=200_000, connections=2,
             signin_seconds=8, signin_concurrency=2, user_counts=(1, 10, 100, 1000),
             scaling_seconds=5, heavy_signins=5000, heavy_requests=50_000, heavy_seconds=90,
-            inprocess_requests=3000, inprocess_refreshes=200)
+            inprocess_requests=3000, inprocess_refreshes=200, call_variants=3)
 SMOKE = Plan(rounds=1, warmup_seconds=0, page_seconds=1, page_cap=50, connections=2,
              signin_seconds=1, signin_concurrency=2, user_counts=(1, 3),
              scaling_seconds=1, heavy_signins=3, heavy_requests=20, heavy_seconds=2,
-             inprocess_requests=50, inprocess_refreshes=3)
+             inprocess_requests=50, inprocess_refreshes=3, call_variants=1)
 CONFIGS = ("bare", "app", "tutorial")
+WITH_BASELINE = ("bare", "app", "before", "tutorial")
 LARGE_METADATA_BYTES = 1024
 
 
 class Bench:
     """The servers of one run and the sessions signed in to them."""
 
-    def __init__(self, plan: Plan, work_dir: Path) -> None:
+    def __init__(self, plan: Plan, work_dir: Path, baseline: Baseline | None = None) -> None:
         self.plan = plan
         self.work_dir = work_dir
+        self.baseline = baseline
+        self.configs = WITH_BASELINE if baseline else CONFIGS  # what the page rounds serve
         self.tool = load.load_tool()
         self.port = free_port()
         self.site_url = f"http://127.0.0.1:{self.port}"
@@ -89,7 +102,11 @@ class Bench:
         env = {"SUPABASE_URL": self.emulator.url, "SUPABASE_KEY": self.emulator.anon_key,
                "SECRET_KEY": self.secret, "SITE_URL": self.site_url,
                "AUTH_REVALIDATE_SECONDS": str(REVALIDATE_SECONDS)}
-        return Gunicorn(config, self.port, env, self.work_dir)
+        if config != "before":
+            return Gunicorn(config, self.port, env, self.work_dir)
+        tree = self.baseline.tree
+        return Gunicorn(config, self.port, {**env, **baseline_environment(tree)},
+                        self.work_dir, tree=tree)
 
     def page_load(self, cookies: list[str], seconds: float, cap: int) -> load.PageLoad:
         return load.pages(self.site_url + "/", cookies, seconds=seconds, max_requests=cap,
@@ -115,7 +132,9 @@ def prepare_sessions(bench: Bench) -> dict:
     most_users = max(bench.plan.user_counts)
     seed_large_user(bench)
     cookies = {}
-    for config in ("app", "tutorial"):
+    for config in ("app", "before", "tutorial"):
+        if config not in bench.configs:
+            continue
         with bench.serve(config):
             browser = Browser(bench.site_url)
             typical = browser.sign_in("bench-typical", name="Typical Octocat")
@@ -183,10 +202,11 @@ def admin(bench: Bench, method: str, path: str, body: dict | None = None) -> Res
 
 
 def measure_pages(bench: Bench) -> dict:
-    """Item 1: the signed-in page under load, interleaved rounds of bare, app and tutorial."""
-    rounds: dict[str, list[dict]] = {config: [] for config in CONFIGS}
+    """Item 1: the signed-in page under load, interleaved rounds of bare, app (after),
+    the baseline (before, with --baseline) and tutorial."""
+    rounds: dict[str, list[dict]] = {config: [] for config in bench.configs}
     for _ in range(bench.plan.rounds):
-        for config in CONFIGS:
+        for config in bench.configs:
             cookies = bench.cookies[config][:1]  # one signed-in person, one cookie
             with bench.serve(config) as server:
                 bench.warm_up(cookies)
@@ -196,7 +216,7 @@ def measure_pages(bench: Bench) -> dict:
                 rounds[config].append({**asdict(result), **server.worker_status(),
                                        "worker_cpu_ms": cpu_ms})
     return {"configs": {config: summarise(results) for config, results in rounds.items()},
-            "rounds": rounds}
+            "rounds": rounds, "revalidate_seconds": REVALIDATE_SECONDS}
 
 
 def measure_signins(bench: Bench) -> dict:
@@ -299,8 +319,20 @@ def measure_inprocess(bench: Bench) -> dict:
             flask_app.extensions["supabase"].http.close()
 
 
+def measure_calls(bench: Bench) -> dict:
+    """Item 7: calls to Supabase per simulated person-hour, by kind (see bench/calls.py)."""
+    trees = {"after": ROOT} | ({"before": bench.baseline.tree} if bench.baseline else {})
+    counted = {version: calls.count(tree, bench.plan.call_variants)
+               for version, tree in trees.items()}
+    for result in counted.values():
+        for variant in result["variants"]:
+            variant["budget"] = calls.budget(variant["calls"], variant["forwarded_for"])
+    return counted
+
+
 SECTIONS = {"pages": measure_pages, "signins": measure_signins, "scaling": measure_scaling,
-            "resources": measure_resources, "inprocess": measure_inprocess}
+            "resources": measure_resources, "inprocess": measure_inprocess,
+            "calls": measure_calls}
 
 
 def summarise(results: list[dict]) -> dict:
@@ -331,7 +363,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         metavar="SECTION[,...]",
                         help=f"run only these sections of {','.join(SECTIONS)} "
                              "(the sessions and cookie sizes always run: the rest needs them)")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also measure the app as it was at this git revision (\"before\"), "
+                             "from a temporary worktree; default none, except that --smoke "
+                             "compares HEAD with itself to exercise that code ('' for none)")
     return parser.parse_args(argv)
+
+
+def baseline_revision(args: argparse.Namespace) -> str | None:
+    """The revision to compare with: as asked, or HEAD in a smoke run of a git checkout."""
+    if args.baseline is not None or not args.smoke:
+        return args.baseline or None
+    return "HEAD" if in_git_checkout() else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -340,10 +383,14 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown section(s): {', '.join(sorted(unknown))}")
     plan = SMOKE if args.smoke else FULL
+    revision = baseline_revision(args)
     started = time.monotonic()
     results: dict = {"meta": report.machine(plan, smoke=args.smoke)}
-    with tempfile.TemporaryDirectory(prefix="bench-") as folder:
-        bench = Bench(plan, Path(folder))
+    # The worktree goes before the folder it is in (``with`` leaves from the right).
+    with tempfile.TemporaryDirectory(prefix="bench-") as folder, contextlib.ExitStack() as stack:
+        baseline = stack.enter_context(worktree(revision, Path(folder))) if revision else None
+        results["meta"]["baseline"] = baseline.describe() if baseline else None
+        bench = Bench(plan, Path(folder), baseline)
         bench.sections = args.only
         results["meta"]["load_tool"] = bench.tool
         try:

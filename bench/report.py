@@ -13,6 +13,9 @@ from pathlib import Path
 
 NAMES = {"bare": "a. bare Flask (ceiling)", "app": "b. this app",
          "tutorial": "c. tutorial design"}
+CALL_ROWS = {"token/pkce": "POST /token, pkce", "token/refresh_token": "POST /token, refresh",
+             "GET /user": "GET /user", "logout": "POST /logout", "JWKS": "GET JWKS *",
+             "settings": "GET /settings *"}
 
 
 def machine(plan, *, smoke: bool) -> dict:
@@ -77,9 +80,9 @@ def table(results: dict) -> str:
     ]
     for section, render in (("pages", _pages), ("signins", _signins), ("cookies", _cookies),
                             ("resources", _resources), ("scaling", _scaling),
-                            ("inprocess", _inprocess)):
+                            ("inprocess", _inprocess), ("calls", _calls)):
         if section in results:
-            lines += ["", *render(results[section], plan)]
+            lines += ["", *render(results[section], meta)]
     lines += ["", "Targets"]
     for target in results["targets"]:
         value = target["value"]
@@ -92,15 +95,31 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _pages(section: dict, plan: dict) -> list[str]:
+def names(meta: dict) -> dict[str, str]:
+    """Row labels; with a baseline, this app is "after" and the baseline "before"."""
+    baseline = meta.get("baseline")
+    if not baseline:
+        return NAMES
+    return {**NAMES, "app": "b. this app, after", "before": f"b0. before: {_short(baseline)}"}
+
+
+def _short(baseline: dict) -> str:
+    revision = baseline["revision"]
+    return revision if len(revision) <= 12 else baseline["commit"][:9]
+
+
+def _pages(section: dict, meta: dict) -> list[str]:
     pages = section["configs"]
+    labels = names(meta)
     lines = ["1. Signed-in page, GET / (same template; only auth differs; worker CPU = the "
              "gunicorn worker's CPU ms per request)",
              f"   {'':34}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'spread':>8}{'signed-in':>11}"
              f"{'CPU ms':>8}"]
-    for config in ("bare", "app", "tutorial"):
+    for config in ("bare", "app", "before", "tutorial"):
+        if config not in pages:
+            continue
         row = pages[config]
-        lines.append(f"   {NAMES[config]:34}{row['rps']:9.1f}{row['p50_ms']:9.2f}"
+        lines.append(f"   {labels[config]:34}{row['rps']:9.1f}{row['p50_ms']:9.2f}"
                      f"{row['p99_ms']:9.2f}{row['spread']:8.1%}{row['signed_in_share']:11.1%}"
                      f"{row['worker_cpu_ms']:8.3f}")
     app, bare, tutorial = pages["app"], pages["bare"], pages["tutorial"]
@@ -108,10 +127,31 @@ def _pages(section: dict, plan: dict) -> list[str]:
                  f"{app['rps'] / tutorial['rps']:.1f}    (from worker CPU per request: b/a = "
                  f"{bare['worker_cpu_ms'] / app['worker_cpu_ms']:.2f}, b/c = "
                  f"{tutorial['worker_cpu_ms'] / app['worker_cpu_ms']:.1f})")
+    if "before" in pages:
+        lines += _before_and_after(pages, section.get("revalidate_seconds"))
     return lines
 
 
-def _signins(section: dict, plan: dict) -> list[str]:
+def _before_and_after(pages: dict, revalidate: int | None) -> list[str]:
+    """after/bare, before/bare and after/before, by requests and by worker CPU per request."""
+    after, before, bare = pages["app"], pages["before"], pages["bare"]
+
+    def ratios(key: str, invert: bool) -> str:
+        def ratio(a: dict, b: dict) -> float:
+            return b[key] / a[key] if invert else a[key] / b[key]
+        return (f"after/bare = {ratio(after, bare):.2f}, before/bare = {ratio(before, bare):.2f}, "
+                f"after/before = {ratio(after, before):.2f}")
+
+    rewrites = after["cookie_rewrites"] + before["cookie_rewrites"]
+    return [f"   by requests:               {ratios('rps', invert=False)}",
+            f"   by worker CPU per request: {ratios('worker_cpu_ms', invert=True)}",
+            f"   like with like: AUTH_REVALIDATE_SECONDS={revalidate} and tokens of 3,600 s, so "
+            "neither version calls",
+            f"   Supabase during the rounds (cookies rewritten by a re-check or a refresh: "
+            f"{rewrites})"]
+
+
+def _signins(section: dict, meta: dict) -> list[str]:
     signins = section["configs"]
     lines = ["2. Sign-in round trips (start -> Supabase -> stand-in approval -> callback -> "
              "exchange -> first page)",
@@ -125,19 +165,22 @@ def _signins(section: dict, plan: dict) -> list[str]:
     return lines
 
 
-def _cookies(cookies: dict, plan: dict) -> list[str]:
+def _cookies(cookies: dict, meta: dict) -> list[str]:
     large = cookies["large_user"]
+    labels = names(meta)
     lines = ["3. Session cookie, bytes of session=... "
              f"(large: identities {'+'.join(large['identities'])}, "
              f"user_metadata {large['user_metadata_bytes']} B)",
              f"   {'':34}{'typical':>9}{'large':>9}"]
-    for config in ("app", "tutorial"):
-        lines.append(f"   {NAMES[config]:34}{cookies[config]['typical']:9d}"
-                     f"{cookies[config]['large']:9d}")
+    for config in ("app", "before", "tutorial"):
+        if config in cookies:
+            lines.append(f"   {labels[config]:34}{cookies[config]['typical']:9d}"
+                         f"{cookies[config]['large']:9d}")
     return lines
 
 
-def _resources(section: dict, plan: dict) -> list[str]:
+def _resources(section: dict, meta: dict) -> list[str]:
+    plan = meta["plan"]
     lines = [f"4. Worker after up to {plan['heavy_signins']:,} sign-ins and "
              f"{plan['heavy_requests']:,} signed-in requests "
              f"(each half capped at {plan['heavy_seconds']:.0f} s)",
@@ -155,7 +198,7 @@ def _resources(section: dict, plan: dict) -> list[str]:
     return lines
 
 
-def _scaling(section: dict, plan: dict) -> list[str]:
+def _scaling(section: dict, meta: dict) -> list[str]:
     rows = section["users"]
 
     def line(label: str, cell) -> str:
@@ -170,7 +213,7 @@ def _scaling(section: dict, plan: dict) -> list[str]:
             f"   slowest/fastest = {section['slowest_over_fastest']:.2f}"]
 
 
-def _inprocess(section: dict, plan: dict) -> list[str]:
+def _inprocess(section: dict, meta: dict) -> list[str]:
     lines = ["6. In-process, one GET / (median ms; auth = open_session + load_user + "
              "csrf_token + save_session)",
              f"   {'':40}{'request':>9}{'p99':>8}{'auth':>8}{'p99':>8}{'open':>8}{'load':>8}"
@@ -187,6 +230,59 @@ def _inprocess(section: dict, plan: dict) -> list[str]:
                                 ("open_session", "load_user", "csrf_token", "save_session")))
         lines.append(f"   {label:40}{cells}")
     return lines
+
+
+CALL_NOTES = (
+    "Budget: 150 POST /token per 5 min per address, 1,800 an hour. Without Sb-Forwarded-For every",
+    "person's calls count against the server's address; with it (when the project honours it)",
+    "each person has a bucket of their own, so the server's address sets no cap.",
+    "* per process, not per person: the JWKS when a token needs verifying (at most every 10 min),",
+    "the settings when a sign-in starts (at most once a minute); one process here.",
+    "A person-hour here includes its sign-in (the pkce call); each further hour costs one less.",
+)
+
+
+def _calls(section: dict, meta: dict) -> list[str]:
+    versions = [version for version in ("before", "after") if version in section]
+    runs = {version: section[version]["variants"] for version in versions}
+    variants = [run["variant"] for run in runs[versions[-1]]]
+    cell = 9 if len(versions) > 1 else 13
+
+    def line(label: str, value) -> str:
+        return f"   {label:30}" + "".join(f"{value(runs[version][index]):>{cell}}"
+                                          for index in range(len(variants))
+                                          for version in versions)
+
+    seen = {kind for version in versions for run in runs[version] for kind in run["calls"]}
+    kinds = [*CALL_ROWS, *sorted(seen - set(CALL_ROWS))]
+    lines = ["7. Calls to Supabase per person-hour, by kind (sign in, GET / every N s for a "
+             "simulated hour, sign out;",
+             "   in-process, one clock moved for app and emulator; emulator defaults: JWT_EXP "
+             "3,600 s, /token limited)",
+             f"   {'page every / re-checked every':30}" + "".join(
+                 _period(variant).rjust(cell * len(versions)) for variant in variants),
+             f"   {'':30}" + "".join(version.rjust(cell) for _ in variants for version in versions)]
+    lines += [line(CALL_ROWS.get(kind, kind), lambda run, kind=kind: run["calls"].get(kind, 0))
+              for kind in kinds]
+    lines += [line("pages opened", lambda run: run["pages"]),
+              line("answers >= 400", lambda run: sum(run["refused"].values())),
+              line("token calls (rate-limited)", lambda run: run["budget"]["token_calls"]),
+              line("people per address-hour", lambda run: _people(run["budget"])),
+              line("  with Sb-Forwarded-For", lambda run: "no cap"),
+              line("  share of a person's bucket",
+                   lambda run: f"{run['budget']['own_bucket_share']:.1%}"),
+              line("sends Sb-Forwarded-For",
+                   lambda run: "yes" if run["budget"]["sends_forwarded_for"] else "no")]
+    return lines + [f"   {note}" for note in CALL_NOTES]
+
+
+def _period(variant: dict) -> str:
+    return f"{variant['page_seconds']} s / {variant['revalidate_seconds']} s"
+
+
+def _people(budget: dict) -> str:
+    people = budget["people_per_address_hour"]
+    return "-" if people is None else f"{people:,}"
 
 
 def default_path(root: Path, *, smoke: bool) -> Path:

@@ -21,10 +21,12 @@ HOST = "127.0.0.1"
 START_TIMEOUT = 30.0  # seconds a server gets to answer its health check
 STOP_TIMEOUT = 10.0
 
-# What gunicorn serves for each configuration (module:factory, run from the repository root).
+# What gunicorn serves for each configuration (module:factory, run from the repository root;
+# "before" from a baseline's worktree, see bench/baseline.py).
 APPS = {
     "bare": "bench.bare_app:create_app()",
     "app": "bench.this_app:create_app()",
+    "before": "bench.this_app:create_app()",
     "tutorial": "bench.tutorial_app:create_app()",
 }
 
@@ -155,11 +157,16 @@ class Emulator:
 
 
 class Gunicorn:
-    """One configuration served by gunicorn with one sync worker (the same for every app)."""
+    """One configuration served by gunicorn with one sync worker (the same for every app).
+
+    gunicorn runs in ``tree`` (this checkout, or a baseline's worktree, whose environment then
+    says where its modules come from), so the app is imported from there.
+    """
 
     WORKERS = 1
 
-    def __init__(self, config: str, port: int, env: dict[str, str], work_dir: Path) -> None:
+    def __init__(self, config: str, port: int, env: dict[str, str], work_dir: Path,
+                 tree: Path = ROOT) -> None:
         self.config = config
         self.port = port
         self.url = f"http://{HOST}:{port}"
@@ -167,7 +174,7 @@ class Gunicorn:
                 "--worker-class", "sync", "--bind", f"{HOST}:{port}", "--timeout", "120",
                 "--log-level", "warning", APPS[config]]
         self.process = Process(f"gunicorn-{config}", argv, {**_clean_environment(), **env},
-                               work_dir)
+                               work_dir, cwd=tree)
 
     def __enter__(self) -> Gunicorn:
         try:

@@ -14,9 +14,11 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 
-from bench import load
+from bench import calls, load
+from bench.baseline import git, in_git_checkout, worktree
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE_TIMEOUT = 180  # ~30 s on a quiet machine; a bound, not a speed check
@@ -88,6 +90,54 @@ def test_inprocess_times_every_case(smoke):
         assert 0 < section[case]["request_median_ms"] <= section[case]["request_p99_ms"]
     for case in ("valid_token", "valid_token_first_use", "token_needs_refresh"):
         assert 0 < section[case]["auth_median_ms"] < section[case]["request_median_ms"] * 1.01
+
+
+def test_baseline_joined_the_page_rounds_and_its_worktree_is_gone(smoke):
+    baseline = smoke["meta"]["baseline"]
+    if baseline is None:
+        pytest.skip("not a git checkout: the smoke run has no baseline")
+    assert baseline["revision"] == "HEAD"  # a smoke run compares HEAD with itself
+    assert not Path(baseline["tree"]).exists()
+    row = smoke["pages"]["configs"]["before"]
+    assert row["requests"] > 0 and row["signed_in_share"] == 1.0
+    assert row["errors"] == 0 and row["cookie_rewrites"] == 0
+    assert 0 < smoke["cookies"]["before"]["typical"] < smoke["cookies"]["before"]["large"]
+
+
+def test_calls_are_counted_for_a_whole_simulated_hour(smoke):
+    section = smoke["calls"]
+    assert set(section) == ({"before", "after"} if smoke["meta"]["baseline"] else {"after"})
+    for result in section.values():
+        run = result["variants"][0]
+        assert run["pages"] == 721 and run["simulated_seconds"] == 3600  # every 5 s, and one
+        assert run["calls"]["token/pkce"] == 1 and run["calls"]["logout"] == 1
+        assert run["refused"] == {}
+        assert run["budget"]["token_calls"] >= 1 and "auth" in run["moved_clock_in"]
+    if "before" in section and not smoke["meta"]["git"]["dirty"]:  # the same code twice
+        assert section["before"]["variants"][0]["calls"] == section["after"]["variants"][0]["calls"]
+
+
+@pytest.mark.parametrize(("method", "url", "kind"), [
+    ("POST", "/auth/v1/token?grant_type=pkce", "token/pkce"),
+    ("POST", "/auth/v1/token?grant_type=refresh_token", "token/refresh_token"),
+    ("GET", "/auth/v1/user", "GET /user"),
+    ("POST", "/auth/v1/logout?scope=local", "logout"),
+    ("GET", "/auth/v1/.well-known/jwks.json", "JWKS"),
+    ("GET", "/auth/v1/settings", "settings"),
+    ("PUT", "/auth/v1/user", "PUT /user"),
+])
+def test_calls_are_told_apart_by_kind(method, url, kind):
+    assert calls.kind_of(httpx.Request(method, "http://127.0.0.1:54321" + url)) == kind
+
+
+@pytest.mark.skipif(not in_git_checkout(), reason="needs a git checkout")
+def test_baseline_worktree_is_removed_when_the_run_fails(tmp_path):
+    with pytest.raises(RuntimeError, match="measurement failed"), \
+            worktree("HEAD", tmp_path) as baseline:
+        assert (baseline.tree / "app.py").is_file()
+        raise RuntimeError("measurement failed")
+    assert not (tmp_path / "baseline").exists()
+    assert str(tmp_path) not in git("worktree", "list")
 
 
 def test_every_target_is_reported(smoke):
