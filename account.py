@@ -14,7 +14,7 @@ from flask import (
     session,
     url_for,
 )
-from flask_login import login_required
+from flask_login import current_user, login_required
 from supabase_auth.types import User as SupabaseUser
 
 import auth
@@ -50,20 +50,21 @@ def index():
                            github=_github_section(linked))
 
 
-@bp.get("/link/<provider>")
+@bp.post("/link/<provider>")
 @login_required
 def link(provider: str):
     """Start linking another provider to this account (PKCE, like a sign-in).
 
-    A navigation, like sign-in, not a form: Chrome applies CSP form-action to every redirect
-    after a POST, and this one leaves for Supabase and then the provider. Nothing is linked
-    until the person approves at the provider, and the PKCE verifier never leaves this
-    browser's cookie, so a forged link cannot attach someone else's identity.
+    A POST with the CSRF token, so no other site can start it (a provider that approves
+    silently would otherwise attach the visitor's account without a click). It answers with a
+    page that moves on to Supabase, not a redirect: Chrome applies the CSP's form-action to
+    every redirect after a POST, the provider's site included.
     """
     auth.require_provider(provider)
     flow_id = auth.new_flow_id()
     try:
-        with supabase_call("starting to link an account", LINK_REFUSALS):
+        with auth.verifier_dropped_on_failure(), supabase_call(
+                "starting to link an account", LINK_REFUSALS):
             response = get_supabase().auth.link_identity(
                 {"provider": provider, "options": auth.oauth_options(provider, flow_id)})
     except SUPABASE_ERRORS as error:
@@ -71,8 +72,9 @@ def link(provider: str):
         flash(MANUAL_LINKING_OFF if error.code == "manual_linking_disabled" else
               "That account could not be linked right now. Please try again.", "warning")
         return redirect(url_for("account.index"))
-    return auth.start_flow(response.url, flow_id, provider, url_for("account.index"),
-                           intent="link")
+    auth.remember_flow(flow_id, provider, url_for("account.index"), intent="link")
+    return render_template("leaving.html", url=response.url,
+                           provider=auth.provider_name(provider))
 
 
 @bp.get("/unlink/<identity_id>")
@@ -94,6 +96,10 @@ def unlink(identity_id: str):
     if len(user.identities or []) <= 1:
         flash("This is your only way to sign in, so it cannot be unlinked.", "warning")
         return redirect(url_for("account.index"))
+    if not auth.signed_in_recently(current_user.claims):
+        return auth.ask_to_sign_in_again(
+            url_for("account.confirm_unlink", identity_id=identity_id),
+            f"unlink {auth.provider_name(identity.provider)}")
     try:
         with supabase_call("unlinking the account", LINK_REFUSALS):
             get_supabase().auth.unlink_identity(identity)
@@ -106,6 +112,13 @@ def unlink(identity_id: str):
         forget_provider_token()
     flash(f"{auth.provider_name(identity.provider)} is no longer linked.", "success")
     return redirect(url_for("account.index"))
+
+
+@bp.get("/sign-out-everywhere")
+@login_required
+def confirm_sign_out_everywhere():
+    """Ask before ending every session of this account, on every device."""
+    return render_template("sign_out_everywhere.html")
 
 
 def _fresh_user() -> SupabaseUser:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, Flask, current_app, render_template, request
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import account
@@ -62,6 +62,12 @@ def index():
     return render_template("index.html", providers=auth.enabled_providers())
 
 
+@pages.get("/favicon.ico")
+def favicon():
+    """Browsers ask for it at the root whatever the page links."""
+    return current_app.send_static_file("favicon.ico")
+
+
 @pages.get("/healthz")
 def healthz():
     """Liveness for load balancers: the process answers, nothing else is checked."""
@@ -81,6 +87,12 @@ def format_datetime(value: datetime | None) -> str:
 
 def register_error_pages(app: Flask) -> None:
     """Every error a person can meet gets a page with its status and a way on."""
+
+    @app.errorhandler(SecurityError)
+    def untrusted_host(error: SecurityError):
+        # Not in TRUSTED_HOSTS: Flask could not bind URLs to it, so no page can be built.
+        return "This site does not answer to that host name.\n", 400, {
+            "Content-Type": "text/plain; charset=utf-8"}
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):

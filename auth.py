@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 from flask import (
@@ -23,6 +24,7 @@ from flask import (
 )
 from flask_login import LoginManager, UserMixin, current_user
 from supabase_auth.constants import STORAGE_KEY
+from supabase_auth.helpers import decode_jwt
 from werkzeug.exceptions import TooManyRequests
 
 from flask_storage import PROVIDER_TOKEN, stored_tokens
@@ -40,8 +42,9 @@ FLOWS_KEY = "auth_flows"  # sign-ins under way in this browser, newest last
 MAX_FLOWS = 3  # enough for a few tabs signing in at once, small enough for the cookie
 FLOW_LIFETIME = 600  # seconds; Supabase itself lets a sign-in take five minutes
 SIGN_OUT_SCOPES = ("local", "global", "others")
+RECENT_SIGN_IN = 600  # seconds since sign-in within which unlinking or signing out everywhere works
 # Sign-out needs only the stored tokens, and must work while Supabase is unreachable.
-SKIP_USER_CHECK = frozenset({"static", "pages.healthz", "auth.signout"})
+SKIP_USER_CHECK = frozenset({"static", "pages.healthz", "pages.favicon", "auth.signout"})
 
 PROVIDER_NAMES = {
     "github": "GitHub",
@@ -136,10 +139,7 @@ def load_user() -> None:
         session.pop(STORAGE_KEY, None)
         flash(str(ended), "warning")
         return
-    g.auth_user = User(claims)
-    # Hand the user to Flask-Login directly: its own loader would first hash the IP and
-    # user agent for session protection (switched off above) and send two signals.
-    g._login_user = g.auth_user
+    g.auth_user = User(claims)  # Flask-Login's request_loader hands it to current_user
 
 
 def _forget_unreadable_cookie() -> None:
@@ -199,14 +199,14 @@ def signin_page():
 def signin(provider: str):
     """Start the PKCE flow: renew the session, keep the verifier, go to Supabase."""
     require_provider(provider)
-    flows = _pending_flows()
-    session.clear()  # a planted or stale cookie is never carried into the new sign-in
-    session[FLOWS_KEY] = flows
+    # The current session (if any) stays until the new one exists: a cross-site link to this
+    # page must not sign anyone out. The callback renews the whole cookie.
     flow_id = new_flow_id()
     response = get_supabase().auth.sign_in_with_oauth(
         {"provider": provider, "options": oauth_options(provider, flow_id)})
     next_path = safe_next(request.args.get("next")) or url_for("pages.index")
-    return start_flow(response.url, flow_id, provider, next_path, intent="signin")
+    remember_flow(flow_id, provider, next_path, intent="signin")
+    return redirect(response.url, code=303)
 
 
 def require_provider(provider: str) -> None:
@@ -235,12 +235,21 @@ def oauth_options(provider: str, flow_id: str) -> dict:
     return options
 
 
-def start_flow(url: str, flow_id: str, provider: str, next_path: str, *, intent: str):
-    """Keep the verifier supabase_auth just stored, among the last few, and go to ``url``."""
+@contextmanager
+def verifier_dropped_on_failure() -> Iterator[None]:
+    """A PKCE verifier supabase_auth stored for a call that then failed never stays behind."""
+    try:
+        yield
+    except BaseException:
+        session.pop(VERIFIER_KEY, None)
+        raise
+
+
+def remember_flow(flow_id: str, provider: str, next_path: str, *, intent: str) -> None:
+    """Keep the verifier supabase_auth just stored with this flow, among the last few."""
     flow = {"id": flow_id, "verifier": session.pop(VERIFIER_KEY), "next": next_path,
             "provider": provider, "intent": intent, "started": int(time.time())}
     session[FLOWS_KEY] = [*_pending_flows(), flow][-MAX_FLOWS:]
-    return redirect(url, code=303)
 
 
 @bp.route("/callback", methods=["GET"])
@@ -320,8 +329,13 @@ def _signed_in(new_session, flow: dict, previous: dict | None):
 
 def _keep_provider_token(tokens: dict, previous: dict | None) -> None:
     tokens.pop(PROVIDER_TOKEN, None)
-    if previous and PROVIDER_TOKEN in previous:
+    # Only the same person's: another tab may have signed in as someone else meanwhile.
+    if previous and PROVIDER_TOKEN in previous and _subject(previous) == _subject(tokens):
         tokens[PROVIDER_TOKEN] = previous[PROVIDER_TOKEN]
+
+
+def _subject(tokens: dict) -> str | None:
+    return decode_jwt(tokens["access_token"])["payload"].get("sub")
 
 
 def _provider_error(args: Mapping[str, str]):
@@ -372,6 +386,10 @@ def signout():
         abort(400, description="Unknown sign-out option.")
     reached = True
     tokens = stored_tokens()
+    if scope == "global" and tokens is not None and not signed_in_recently(
+            decode_jwt(tokens["access_token"])["payload"]):
+        return ask_to_sign_in_again(url_for("account.confirm_sign_out_everywhere"),
+                                    "sign out everywhere")
     if tokens is not None:
         try:
             get_supabase().auth.sign_out({"scope": scope})
@@ -396,3 +414,24 @@ def signout():
         flash("You are signed out here, but we could not reach the sign-in service to sign "
               "out your other devices. Try again from another device.", "warning")
     return redirect(url_for("pages.index"))
+
+
+def signed_in_recently(claims: Mapping) -> bool:
+    """Whether the person signed in within RECENT_SIGN_IN seconds (the token's amr times)."""
+    oldest = time.time() - RECENT_SIGN_IN
+    return any(isinstance(entry, Mapping) and isinstance(entry.get("timestamp"), int)
+               and entry["timestamp"] >= oldest for entry in claims.get("amr") or ())
+
+
+def ask_to_sign_in_again(then: str, action: str):
+    """Send the person through their provider again before ``action``; back to ``then``.
+
+    A page with links, not a redirect: the request was a form POST, and Chrome applies the
+    CSP's form-action to every redirect after one, the provider's site included.
+    """
+    tokens = stored_tokens()
+    claims = decode_jwt(tokens["access_token"])["payload"] if tokens else {}
+    theirs = set((claims.get("app_metadata") or {}).get("providers") or ())
+    providers = [p for p in enabled_providers() if p["id"] in theirs] or enabled_providers()
+    return render_template("sign_in_again.html", providers=providers, next=then,
+                           action=action)

@@ -27,6 +27,10 @@ DEFAULTS = {
     "GITHUB_API_URL": "https://api.github.com",  # GitHub Enterprise: https://<host>/api/v3
     # Proxies in front of the app that set X-Forwarded-For/-Proto/-Host (0: none, trust nothing).
     "TRUSTED_PROXY_COUNT": 0,
+    # Host names the app answers to (Flask's TRUSTED_HOSTS), e.g. "app.example.com"; None: any.
+    "TRUSTED_HOSTS": None,
+    # Strict-Transport-Security max-age when SITE_URL is https (0: no header). One year.
+    "HSTS_MAX_AGE": 31_536_000,
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_HTTPONLY": True,
     "PERMANENT_SESSION_LIFETIME": timedelta(days=14),
@@ -51,6 +55,8 @@ ENVIRONMENT = {
     "AUTH_REVALIDATE_SECONDS": int,
     "GITHUB_API_URL": str,
     "TRUSTED_PROXY_COUNT": int,
+    "TRUSTED_HOSTS": str,
+    "HSTS_MAX_AGE": int,
 }
 
 # Placeholders seen in tutorials and .env files; a key this guessable signs anyone's cookie.
@@ -116,7 +122,15 @@ def _derive(app: Flask) -> None:
         app.config["SITE_URL"] = "http://127.0.0.1:5000"
     site_url = (app.config["SITE_URL"] or "").rstrip("/")
     app.config["SITE_URL"] = site_url
-    app.config["SESSION_COOKIE_SECURE"] = site_url.startswith("https://")
+    if site_url.startswith("https://"):
+        # __Host-: the browser keeps it only if Secure, for Path=/ and without Domain, so no
+        # sibling subdomain or plain-http page can set or shadow it.
+        app.config.update(SESSION_COOKIE_SECURE=True, SESSION_COOKIE_NAME="__Host-session",
+                          SESSION_COOKIE_PATH="/", SESSION_COOKIE_DOMAIN=None)
+    else:
+        app.config["SESSION_COOKIE_SECURE"] = False
+    if isinstance(app.config["TRUSTED_HOSTS"], str):
+        app.config["TRUSTED_HOSTS"] = _split(app.config["TRUSTED_HOSTS"]) or None
     app.config["AUTH_PROVIDERS"] = _split(app.config["AUTH_PROVIDERS"])
     app.config["AUTH_SCOPES"] = dict(
         entry.split(":", 1) for entry in _split(app.config["AUTH_SCOPES"]) if ":" in entry

@@ -73,12 +73,16 @@ def fixed_headers(app: Flask) -> list[tuple[str, str]]:
         f"img-src {images}; object-src 'none'; base-uri 'none'; "
         "form-action 'self'; frame-ancestors 'none'"
     )
-    return [
+    headers = [
         ("Content-Security-Policy", policy),
         ("X-Content-Type-Options", "nosniff"),
         ("Referrer-Policy", "same-origin"),
         ("X-Frame-Options", "DENY"),
     ]
+    max_age = app.config["HSTS_MAX_AGE"]
+    if app.config["SESSION_COOKIE_SECURE"] and max_age > 0:  # served over https
+        headers.append(("Strict-Transport-Security", f"max-age={max_age}"))
+    return headers
 
 
 class SecurityHeaders:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import threading
 import time
@@ -53,8 +54,7 @@ class Browser:
     def start(self, path: str = "/signin/github", data: dict | None = None) -> httpx.Response:
         """Click a sign-in button (or submit a form, with ``data``); return the consent page."""
         response = self.client.get(path) if data is None else self.client.post(path, data=data)
-        assert response.status_code == 303, response.status_code
-        return self._follow(response.headers["Location"])
+        return self._follow(moving_on(response))
 
     def approve(self, login: str | None, consent: httpx.Response | None = None, *,
                 action: str = ""):
@@ -105,6 +105,16 @@ class Browser:
         parser = FormParser()
         parser.feed(page.text)
         return parser.forms
+
+
+def moving_on(response) -> str:
+    """Where the app sends the browser next: a 303's Location, or a page's meta refresh."""
+    if response.status_code == 303:
+        return response.headers["Location"]
+    page = response.get_data(as_text=True)
+    match = re.search(r'<meta http-equiv="refresh" content="0; url=([^"]+)">', page)
+    assert response.status_code == 200 and match, (response.status_code, page[:500])
+    return html.unescape(match.group(1))
 
 
 class _PathRecorder:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 import httpx
 import pytest
 
-from tests.helpers import SITE_URL, Browser, csrf_token
+import auth
+from tests.helpers import SITE_URL, Browser, csrf_token, move_app_clock, moving_on
 
 
 def account_page(client) -> str:
@@ -22,7 +24,8 @@ def link(github_account):
 
     def press(browser: Browser, provider: str):
         login = github_account(provider=provider)
-        consent = browser.start(f"/account/link/{provider}")
+        token = csrf_token(account_page(browser.client))
+        consent = browser.start(f"/account/link/{provider}", data={"csrf_token": token})
         return browser.approve(login, consent)
 
     return press
@@ -58,13 +61,17 @@ def test_linking_when_the_project_has_manual_linking_off(make_app, github_accoun
                                AUTH_PROVIDERS="github,gitlab").test_client(), emulator.url)
     try:
         browser.sign_in("octocat")
-        response = browser.client.get("/account/link/gitlab")
+        token = csrf_token(account_page(browser.client))
+        response = browser.client.post("/account/link/gitlab", data={"csrf_token": token})
         page = account_page(browser.client)
+        with browser.client.session_transaction() as stored:
+            leftovers = [key for key in stored if key.endswith("-code-verifier")]
     finally:
         browser.close()
         emulator.stop()
     assert response.status_code == 302 and response.headers["Location"] == "/account"
     assert "Manual Linking" in page
+    assert leftovers == []  # the failed call's PKCE verifier does not stay in the cookie
 
 
 def test_unlink_asks_first_then_unlinks(client, browser, signed_in, link):
@@ -139,8 +146,68 @@ def test_a_provider_disabled_in_the_project_is_explained(make_app):
     assert "not enabled for this site" in response.get_data(as_text=True)
 
 
-@pytest.mark.parametrize("path", ["/account", "/account/unlink/x", "/account/link/gitlab"])
+@pytest.mark.parametrize("path", ["/account", "/account/unlink/x", "/account/sign-out-everywhere"])
 def test_account_pages_need_a_signed_in_person(client, path):
     response = client.get(path)
     assert response.status_code == 302
     assert response.headers["Location"].startswith("/signin?next=/account")
+
+
+def test_linking_starts_only_from_a_post_with_the_csrf_token(client, signed_in):
+    assert client.get("/account/link/gitlab").status_code == 405
+    refused = client.post("/account/link/gitlab")
+    assert refused.status_code == 400
+    with client.session_transaction() as stored:
+        assert not any(key.endswith("-code-verifier") for key in stored)
+        assert auth.FLOWS_KEY not in stored
+
+
+def test_linking_moves_on_to_the_provider_from_a_page_not_a_redirect(client, signed_in,
+                                                                     emulator):
+    """Chrome applies CSP form-action to every redirect after a POST, the provider's included."""
+    response = client.post("/account/link/gitlab",
+                           data={"csrf_token": csrf_token(account_page(client))})
+    assert response.status_code == 200
+    assert moving_on(response).startswith(f"{emulator.url}/gitlab/oauth/authorize?")
+    assert "Continue to GitLab" in response.get_data(as_text=True)
+
+
+def test_unlinking_needs_a_recent_sign_in(client, browser, signed_in, link, monkeypatch):
+    link(browser, "gitlab")
+    gitlab_id = next(i for i in identity_ids(account_page(client))
+                     if "Unlink GitLab?" in client.get(f"/account/unlink/{i}").get_data(
+                         as_text=True))
+    confirm = client.get(f"/account/unlink/{gitlab_id}").get_data(as_text=True)
+    move_app_clock(monkeypatch, auth.RECENT_SIGN_IN + 1)
+    asked = client.post(f"/account/unlink/{gitlab_id}", data={"csrf_token": csrf_token(confirm)})
+    page = asked.get_data(as_text=True)
+    assert asked.status_code == 200 and "Confirm it is you" in page
+    assert "<td>GitLab</td>" in account_page(client)  # nothing unlinked yet
+    # Signing in again (here, as the same person) comes back to finish the action.
+    again = re.search(r'href="(/signin/github\?next=[^"]+)"', page).group(1)
+    monkeypatch.undo()
+    back = browser.approve(signed_in, browser.start(html.unescape(again)))
+    assert back.headers["Location"] == f"/account/unlink/{gitlab_id}"
+    confirm = client.get(back.headers["Location"]).get_data(as_text=True)
+    client.post(f"/account/unlink/{gitlab_id}", data={"csrf_token": csrf_token(confirm)})
+    assert "<td>GitLab</td>" not in account_page(client)
+
+
+def test_a_failed_link_leaves_no_pkce_verifier(make_app, browser, signed_in):
+    def refuse(request):
+        raise httpx.ConnectError("refused", request=request)
+
+    down = make_app(SUPABASE_TRANSPORT=httpx.MockTransport(refuse)).test_client()
+    down.set_cookie("session", browser.client.get_cookie("session").value)
+    token = csrf_token(browser.client.get("/").get_data(as_text=True))
+    with down.session_transaction() as stored:
+        stored["csrf_token"] = _session_csrf(browser.client)
+    response = down.post("/account/link/gitlab", data={"csrf_token": token})
+    assert response.status_code == 503
+    with down.session_transaction() as stored:
+        assert not any(key.endswith("-code-verifier") for key in stored)
+
+
+def _session_csrf(client) -> str:
+    with client.session_transaction() as stored:
+        return stored["csrf_token"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -52,13 +53,22 @@ def test_signin_redirects_to_supabase_with_pkce(client, emulator):
     assert query["redirect_to"] == [f"{SITE_URL}/callback?flow={flows[0]['id']}"]
 
 
-def test_signin_renews_a_planted_session(client):
+def test_the_callback_renews_a_planted_session(client, browser, github_account):
+    consent = browser.start()
     with client.session_transaction() as sess:
         sess["planted"] = "by someone else"
-        sess[STORAGE_KEY] = {"access_token": "x", "refresh_token": "y", "expires_at": 1}
-    client.get("/signin/github")
+    assert browser.approve(github_account(), consent).status_code == 302
     session = session_of(client)
-    assert "planted" not in session and STORAGE_KEY not in session
+    assert "planted" not in session
+    assert set(session) <= {STORAGE_KEY, "_flashes", "_permanent", "csrf_token"}
+
+
+def test_a_link_to_sign_in_from_another_site_signs_nobody_out(client, signed_in):
+    before = session_of(client)[STORAGE_KEY]
+    assert client.get("/signin/github",
+                      headers={"Referer": "https://evil.example/"}).status_code == 303
+    assert session_of(client)[STORAGE_KEY] == before
+    assert "Hello," in client.get("/").get_data(as_text=True)
 
 
 def test_sign_in_round_trip_lands_signed_in(browser, client, github_account):
@@ -369,3 +379,39 @@ def test_two_users_never_see_each_other(make_app, emulator, github_account):
         second.close()
     assert "Alice Example" in first_page and "Bob Example" not in first_page
     assert "Bob Example" in second_page and "Alice Example" not in second_page
+
+
+def test_signing_out_everywhere_needs_a_recent_sign_in(client, browser, github_account,
+                                                       monkeypatch):
+    login = github_account()
+    browser.sign_in(login)
+    token = csrf_token(client.get("/account/sign-out-everywhere").get_data(as_text=True))
+    move_app_clock(monkeypatch, auth.RECENT_SIGN_IN + 1)
+    asked = client.post("/signout", data={"csrf_token": token, "scope": "global"})
+    page = asked.get_data(as_text=True)
+    assert asked.status_code == 200 and "Confirm it is you" in page
+    assert "Hello," in client.get("/").get_data(as_text=True)  # still signed in everywhere
+    again = html.unescape(re.search(r'href="(/signin/github\?next=[^"]+)"', page).group(1))
+    monkeypatch.undo()
+    back = browser.approve(login, browser.start(again))
+    assert back.headers["Location"] == "/account/sign-out-everywhere"
+    token = csrf_token(client.get("/account/sign-out-everywhere").get_data(as_text=True))
+    done = client.post("/signout", data={"csrf_token": token, "scope": "global"})
+    assert done.status_code == 302
+    assert "Sign in with GitHub" in client.get(done.headers["Location"]).get_data(as_text=True)
+
+
+def test_current_user_comes_through_flask_logins_public_request_loader(client, signed_in):
+    from flask_login import user_loaded_from_request
+
+    loaded = []
+    with user_loaded_from_request.connected_to(lambda _app, user: loaded.append(user),
+                                               client.application):
+        assert "Hello," in client.get("/").get_data(as_text=True)
+    assert len(loaded) == 1 and loaded[0].is_authenticated
+
+
+def test_the_favicon_is_served_and_linked(client):
+    with client.get("/favicon.ico") as icon:
+        assert icon.status_code == 200 and icon.data[:4] == b"\x00\x00\x01\x00"
+    assert 'rel="icon"' in client.get("/").get_data(as_text=True)

@@ -193,7 +193,7 @@ def test_link_a_second_provider_see_github_and_sign_out_everywhere(page, live_si
     expect(github.get_by_text("Public repositories")).to_be_visible()
     expect(github.locator("dd").nth(1)).to_have_text("3")
 
-    page.get_by_role("button", name="Link GitLab").click()  # a link styled as a button
+    page.get_by_role("button", name="Link GitLab").click()  # a POST, then a page moving on
     expect(page).to_have_title(re.compile(r"^Authorize "))
     assert page.url.startswith(f"{live_site.emulator.url}/gitlab/")
     page.get_by_role("button", name="Authorize", exact=True).click()
@@ -204,7 +204,9 @@ def test_link_a_second_provider_see_github_and_sign_out_everywhere(page, live_si
     expect(rows.nth(2)).to_contain_text("GitLab")
     expect(github.locator("dd").nth(1)).to_have_text("3")  # GitHub's token survived the link
 
-    page.get_by_role("button", name="Sign out everywhere").click()
+    page.get_by_role("button", name="Sign out everywhere").click()  # to the confirmation
+    expect(page.get_by_role("heading", name="Sign out everywhere?")).to_be_visible()
+    page.get_by_role("main").get_by_role("button", name="Sign out everywhere").click()
     page.wait_for_url(live_site.url + "/")
     expect(page.get_by_role("status")).to_have_text("You have been signed out.")
     expect(page.get_by_role("button", name="Sign in with GitHub")).to_be_visible()

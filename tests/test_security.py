@@ -237,17 +237,60 @@ def test_every_response_that_sets_the_cookie_is_not_stored(client, browser, gith
 
 # -- cookies, CSRF and fixation ------------------------------------------------------------
 
-@pytest.mark.parametrize("settings, secure", [
-    ({"SITE_URL": "https://app.example.com"}, True),
-    ({"DEBUG": True}, False),
+@pytest.mark.parametrize("settings, name, secure", [
+    ({"SITE_URL": "https://app.example.com"}, "__Host-session", True),
+    ({"DEBUG": True}, "session", False),
 ])
-def test_cookie_flags(make_app, settings, secure):
+def test_cookie_flags(make_app, settings, name, secure):
     response = make_app(**settings).test_client().get("/signin/github")
-    header = next(h for h in response.headers.getlist("Set-Cookie") if h.startswith("session="))
+    header = next(h for h in response.headers.getlist("Set-Cookie") if h.startswith(f"{name}="))
     flags = {part.strip().split("=")[0].lower(): part.strip() for part in header.split(";")[1:]}
     assert "httponly" in flags
     assert flags["samesite"] == "SameSite=Lax"
     assert ("secure" in flags) is secure
+    # What the __Host- prefix demands of the browser, so no subdomain can set or shadow it.
+    assert flags["path"] == "Path=/" and "domain" not in flags
+
+
+@pytest.mark.parametrize("site_url, max_age, expected", [
+    ("https://app.example.com", None, "max-age=31536000"),
+    ("https://app.example.com", 600, "max-age=600"),
+    ("https://app.example.com", 0, None),
+    ("http://127.0.0.1:5000", None, None),
+])
+def test_strict_transport_security_over_https_only(make_app, site_url, max_age, expected):
+    overrides = {} if max_age is None else {"HSTS_MAX_AGE": max_age}
+    client = make_app(SITE_URL=site_url, **overrides).test_client()
+    for path in ("/", "/static/style.css", "/nope"):
+        with client.get(path) as response:
+            assert response.headers.get("Strict-Transport-Security") == expected
+
+
+def test_behind_a_tls_proxy_the_csrf_referrer_check_is_on(make_app):
+    """With the proxy's X-Forwarded-Proto, request.is_secure is right, so Flask-WTF checks
+    that a POST's Referer is this site, as it does for every https request."""
+    app = make_app(SITE_URL="https://app.example.com", TRUSTED_PROXY_COUNT=1)
+    app.add_url_rule("/form-token", "form_token", lambda: generate_csrf())
+    client = app.test_client()
+    proxy = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "app.example.com"}
+    with client.get("/form-token", headers=proxy, base_url="https://app.example.com") as page:
+        token = page.get_data(as_text=True)
+
+    def sign_out(referer: str):
+        return client.post("/signout", data={"csrf_token": token}, base_url="https://app.example.com",
+                           headers={**proxy, "Referer": referer})
+
+    refused = sign_out("https://evil.example/")
+    assert refused.status_code == 400
+    assert "did not come from this site" in refused.get_data(as_text=True)
+    assert sign_out("https://app.example.com/account").status_code == 302
+
+
+def test_trusted_hosts_refuse_other_host_headers(make_app):
+    client = make_app(TRUSTED_HOSTS="app.example.com").test_client()
+    refused = client.get("/", headers={"Host": "evil.example"})
+    assert refused.status_code == 400 and "host name" in refused.get_data(as_text=True)
+    assert client.get("/", headers={"Host": "app.example.com"}).status_code == 200
 
 
 def test_signed_in_cookie_is_http_only_and_lax(browser, github_account):
