@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import html
+import re
+import time
 import types
 from urllib.parse import parse_qs, urljoin, urlsplit
 
@@ -9,7 +12,7 @@ import httpx
 import pytest
 
 import auth
-from tests.helpers import SITE_URL, csrf_token
+from tests.helpers import SITE_URL, csrf_token, move_app_clock
 
 EVIL = "evil.example"
 BYPASSES = [
@@ -123,3 +126,51 @@ def test_login_required_next_is_the_page_itself(client, path):
     location = client.get(path).headers["Location"]
     assert_same_site(location)
     assert parse_qs(urlsplit(location).query)["next"] == [path]
+
+
+# -- "Try again" on the 429 and 503 pages is built from the request's own path ----------------
+
+# Paths as they arrive in the request line (the test client would read "//host" as a host).
+TRICK_PATHS = [f"//{EVIL}", f"///{EVIL}", f"//{EVIL}/callback", f"/\\{EVIL}", f"/\\/{EVIL}",
+               f"/\\\\{EVIL}/login", "/javascript:alert(1)//", f"/\t/{EVIL}", f"/ /{EVIL}",
+               "/\u2215\u2215evil.example", "/" + "a" * 3000]
+
+
+def refuse(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("refused", request=request)
+
+
+def try_again_links(page: str) -> list[str]:
+    return [html.unescape(link) for link in re.findall(r'href="([^"]*)">Try again', page)]
+
+
+@pytest.mark.parametrize("path", TRICK_PATHS)
+def test_try_again_on_the_503_page_stays_on_site(make_app, client, signed_in, monkeypatch, path):
+    down = make_app(SUPABASE_TRANSPORT=httpx.MockTransport(refuse)).test_client()
+    down.set_cookie("session", client.get_cookie("session").value)
+    move_app_clock(monkeypatch, 3601)  # the token has expired, and Supabase is down
+    raw = path.encode().decode("latin-1")  # WSGI carries the request line's bytes as latin-1
+    response = down.get("/", environ_overrides={"PATH_INFO": raw, "QUERY_STRING": "code=x"})
+    assert response.status_code == 503
+    for link in try_again_links(response.get_data(as_text=True)):
+        assert_same_site(link)
+
+
+@pytest.mark.parametrize("path", TRICK_PATHS)
+def test_try_again_on_the_429_page_stays_on_site(make_app, path):
+    def rate_limited(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(429, json={"code": "over_request_rate_limit", "message": "slow"},
+                              headers={"X-Supabase-Api-Version": "2024-01-01"})
+
+    client = make_app(SUPABASE_TRANSPORT=httpx.MockTransport(rate_limited)).test_client()
+    with client.session_transaction() as sess:
+        sess[auth.FLOWS_KEY] = [{"id": "f", "verifier": "v" * 43, "next": "/", "provider":
+                                 "github", "intent": "signin", "started": int(time.time())}]
+    query = str(httpx.QueryParams({"code": "abc", "flow": "f", "x": path}))
+    response = client.get("/", environ_overrides={"PATH_INFO": "/callback",
+                                                  "QUERY_STRING": query})
+    assert response.status_code == 429
+    links = try_again_links(response.get_data(as_text=True))
+    assert links or len(query) > 2000  # too long to be a link it builds
+    for link in links:
+        assert_same_site(link)
