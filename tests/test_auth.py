@@ -415,3 +415,17 @@ def test_the_favicon_is_served_and_linked(client):
     with client.get("/favicon.ico") as icon:
         assert icon.status_code == 200 and icon.data[:4] == b"\x00\x00\x01\x00"
     assert 'rel="icon"' in client.get("/").get_data(as_text=True)
+
+
+def test_someone_elses_sign_in_does_not_inherit_the_github_provider_token(
+        client, browser, github_account):
+    browser.sign_in(github_account())
+    assert _sealed_provider_token(client) is not None
+    # Another tab of the same browser signs in with GitLab, as a different person.
+    other = github_account(provider="gitlab")
+    assert browser.approve(other, browser.start("/signin/gitlab")).status_code == 302
+    assert _sealed_provider_token(client) is None
+
+
+def _sealed_provider_token(client) -> str | None:
+    return session_of(client)[STORAGE_KEY].get("provider_token")
