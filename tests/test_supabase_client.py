@@ -48,3 +48,171 @@ def test_sign_ins_start_no_threads(make_app, emulator, github_account):
     # supabase_auth's refresh timers are threading.Timer threads; the emulator's own server
     # threads (it runs in this process) are not counted.
     assert [t for t in threading.enumerate() if isinstance(t, threading.Timer)] == []
+
+
+# --- Backoff, client_address() and Sb-Forwarded-For ----------------------------------------
+# (imports kept with the tests they serve, below the module's original tests)
+
+import httpx  # noqa: E402
+import pytest  # noqa: E402
+
+from supabase_client import FORWARDED_FOR, Backoff, client_address  # noqa: E402
+
+
+class Clock:
+    """A clock that moves only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def pause_of(backoff: Backoff, clock: Clock) -> float:
+    """How long, from now, until the back-off is ready again (to the half second)."""
+    start = clock.now
+    while not backoff.ready():
+        assert clock.now - start < 100_000, "never ready again"
+        clock.now += 0.5
+    return clock.now - start
+
+
+def test_backoff_is_ready_at_start():
+    assert Backoff(longest=15, clock=Clock()).ready()
+
+
+def test_backoff_pauses_one_second_after_a_failure():
+    clock = Clock()
+    backoff = Backoff(longest=15, clock=clock)
+    backoff.failed()
+    clock.now += 0.999
+    assert not backoff.ready()
+    clock.now = 1001.0
+    assert backoff.ready()
+
+
+def test_backoff_doubles_the_pause_after_each_failure_in_a_row_up_to_longest():
+    clock = Clock()
+    backoff = Backoff(longest=15, clock=clock)
+    pauses = []
+    for _ in range(7):
+        backoff.failed()
+        pauses.append(pause_of(backoff, clock))
+    assert pauses == [1, 2, 4, 8, 15, 15, 15]
+
+
+def test_backoff_stays_at_longest_however_long_failures_go_on():
+    clock = Clock()
+    backoff = Backoff(longest=15, clock=clock)
+    for _ in range(2000):  # 2.0 ** 1999 would overflow a float
+        backoff.failed()
+    assert pause_of(backoff, clock) == 15
+
+
+def test_backoff_is_ready_at_once_after_a_success():
+    clock = Clock()
+    backoff = Backoff(longest=15, clock=clock)
+    for _ in range(3):
+        backoff.failed()
+    backoff.succeeded()
+    assert backoff.ready()
+
+
+def test_backoff_starts_again_from_one_second_after_a_success():
+    clock = Clock()
+    backoff = Backoff(longest=15, clock=clock)
+    for _ in range(3):
+        backoff.failed()
+    backoff.succeeded()
+    backoff.failed()
+    assert pause_of(backoff, clock) == 1
+
+
+def test_backoff_failures_from_many_threads_add_up_as_if_reported_one_by_one():
+    clock, serial_clock = Clock(), Clock()
+    backoff = Backoff(longest=10_000, clock=clock)
+    serial = Backoff(longest=10_000, clock=serial_clock)
+    start = threading.Barrier(12)
+
+    def fail() -> None:
+        start.wait()
+        backoff.failed()
+
+    threads = [threading.Thread(target=fail) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    for _ in threads:
+        serial.failed()
+    assert pause_of(backoff, clock) == pause_of(serial, serial_clock)
+
+
+def request_from(app, remote_addr: str):
+    return app.test_request_context(environ_base={"REMOTE_ADDR": remote_addr})
+
+
+@pytest.mark.parametrize(("remote_addr", "address"), [
+    ("203.0.113.7", "203.0.113.7"),
+    ("2001:DB8:0:0:0:0:0:1", "2001:db8::1"),
+    ("0:0:0:0:0:0:0:1", "::1"),
+    ("", None),
+    ("unix:/tmp/x", None),
+    ("not-an-ip", None),
+    ("1.2.3.4, 5.6.7.8", None),
+])
+def test_client_address_is_the_normalised_remote_address_or_none(make_app, remote_addr, address):
+    with request_from(make_app(), remote_addr):
+        assert client_address() == address
+
+
+def test_client_address_without_any_context_is_none():
+    assert client_address() is None
+
+
+def test_client_address_outside_a_request_is_none(app):
+    with app.app_context():
+        assert client_address() is None
+
+
+@pytest.mark.parametrize(("remote_addr", "header"), [
+    ("203.0.113.7", "203.0.113.7"),
+    ("2001:DB8::1", "2001:db8::1"),
+    ("", None),
+    ("unix:/tmp/x", None),
+])
+def test_the_client_forwards_the_persons_address_when_there_is_one(make_app, remote_addr,
+                                                                   header):
+    with request_from(make_app(), remote_addr):
+        assert get_supabase().auth._headers.get(FORWARDED_FOR) == header
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    ("203.0.113.7", "198.51.100.9"),
+    ("203.0.113.7", "unix:/tmp/x"),
+    ("unix:/tmp/x", "198.51.100.9"),
+])
+def test_each_requests_client_keeps_its_own_address(make_app, first, second):
+    app = make_app()
+    clients = []
+    for remote_addr in (first, second):
+        with request_from(app, remote_addr):
+            clients.append((get_supabase(), client_address()))
+    for supabase, address in clients:
+        assert supabase.auth._headers.get(FORWARDED_FOR) == address
+
+
+def test_the_persons_address_goes_out_with_the_clients_calls(make_app):
+    sent: list[httpx.Request] = []
+
+    def supabase(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json={
+            "id": "5b0c5a8e-0000-4000-8000-000000000001", "aud": "authenticated",
+            "app_metadata": {}, "user_metadata": {}, "created_at": "2024-05-01T10:00:00Z"})
+
+    app = make_app(SUPABASE_TRANSPORT=httpx.MockTransport(supabase))
+    with request_from(app, "203.0.113.7"):
+        get_supabase().auth.get_user("header.payload.signature")
+    assert [request.headers.get(FORWARDED_FOR) for request in sent] == ["203.0.113.7"]
