@@ -54,6 +54,8 @@ class Backoff:
     def failed(self) -> None:
         """Supabase did not answer: wait longer before the next check."""
         with self._lock:
+            if self._clock() < self._until:
+                return  # requests already under way when the pause began: one failure
             self._failures += 1
             pause = min(self._longest, 2.0 ** min(self._failures - 1, 16))
             self._until = self._clock() + pause
@@ -149,9 +151,13 @@ def client_address() -> str | None:
     if not has_request_context():
         return None
     try:
-        return str(ipaddress.ip_address(request.remote_addr or ""))
+        address = ipaddress.ip_address(request.remote_addr or "")
     except ValueError:
         return None
+    if isinstance(address, ipaddress.IPv6Address):
+        # As servers parse it: an IPv4 client seen through an IPv6 socket, and no zone id.
+        address = address.ipv4_mapped or ipaddress.IPv6Address(int(address))
+    return str(address)
 
 
 def close(exception: BaseException | None = None) -> None:

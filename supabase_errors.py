@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import enum
 import logging
+import threading
 
 import httpx
 import pydantic
-from supabase_auth.errors import AuthApiError, AuthError, AuthRetryableError, AuthUnknownError
+from supabase_auth.errors import AuthError
 
 from tokens import KeysUnavailable
 
@@ -55,30 +56,30 @@ def classify(error: Exception, expected: frozenset[str] = frozenset(),
         return Failure.ENDED
     if status == 429:
         return Failure.RATE_LIMITED
-    if status is None or status < 400 or status >= 500 or status in PASSING_STATUSES:
+    if status is None or status < 300 or status >= 500 or status in PASSING_STATUSES:
         return Failure.UNAVAILABLE
+    # A redirect (SUPABASE_URL is not the project's API) or any other 4xx: the app's settings.
     _log_misconfigured(status, code, error)
     return Failure.MISCONFIGURED
 
 
 def _status(error: Exception) -> int | None:
     """The HTTP status behind an error, or None when no answer came (or none could be read)."""
-    if isinstance(error, AuthUnknownError):  # a body that is not JSON, e.g. a proxy's HTML page
-        cause = error.__cause__
-        return cause.response.status_code if isinstance(cause, httpx.HTTPStatusError) else None
-    if isinstance(error, AuthApiError | AuthRetryableError):
-        return error.status or None  # supabase_auth says 0 when nothing answered
-    return None  # raised without an HTTP answer, e.g. a reply that lacked the session
+    answer = error if isinstance(error, httpx.HTTPStatusError) else error.__cause__
+    # supabase_auth raises its errors "from" httpx's, whatever the body was (JSON, HTML, none).
+    return answer.response.status_code if isinstance(answer, httpx.HTTPStatusError) else None
 
 
 _reported: set[tuple[int, str | None]] = set()
+_reported_lock = threading.Lock()
 
 
 def _log_misconfigured(status: int, code: str | None, error: Exception) -> None:
     # Once per process and kind of answer: every signed-in request would otherwise log it.
-    if (status, code) in _reported:
-        return
-    _reported.add((status, code))
+    with _reported_lock:
+        if (status, code) in _reported:
+            return
+        _reported.add((status, code))
     log.error(
         "Supabase refused the app's request with %s %s (%s). People stay signed in while their "
         "tokens are valid, but nothing can be refreshed: check SUPABASE_KEY (the project's "

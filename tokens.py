@@ -55,6 +55,7 @@ class TokenVerifier:
         max_entries: int = 1024,
         jwks_ttl: float = 600,
         clock: Callable[[], float] = time.time,
+        keys_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._http = http
         self._jwks_url = jwks_url
@@ -63,7 +64,7 @@ class TokenVerifier:
         self._audience = audience
         self._jwt_secret = jwt_secret
         self._jwks = Refetched(self._fetch_keys, max_age=jwks_ttl, min_interval=JWKS_MIN_INTERVAL,
-                               wait=_wait_for(http), clock=clock)
+                               wait=_wait_for(http), clock=keys_clock)
         # Keyed by the token's SHA-256, not the token: 32 bytes instead of ~1.2 KB per entry.
         # Never by its signature alone: a copied signature would then vouch for any payload.
         # An entry lives until its token expires (or the least recently used goes first).

@@ -107,7 +107,20 @@ def test_backoff_stays_at_longest_however_long_failures_go_on():
     backoff = Backoff(longest=15, clock=clock)
     for _ in range(2000):  # 2.0 ** 1999 would overflow a float
         backoff.failed()
+        clock.now += 16
+    backoff.failed()
     assert pause_of(backoff, clock) == 15
+
+
+def test_backoff_counts_failures_during_a_pause_once():
+    """Requests already under way when Supabase went away fail together: one step, not N."""
+    clock = Clock()
+    backoff = Backoff(longest=15, clock=clock)
+    for _ in range(10):
+        backoff.failed()
+    assert pause_of(backoff, clock) == 1
+    backoff.failed()
+    assert pause_of(backoff, clock) == 2
 
 
 def test_backoff_is_ready_at_once_after_a_success():
@@ -157,6 +170,8 @@ def request_from(app, remote_addr: str):
     ("203.0.113.7", "203.0.113.7"),
     ("2001:DB8:0:0:0:0:0:1", "2001:db8::1"),
     ("0:0:0:0:0:0:0:1", "::1"),
+    ("::ffff:203.0.113.7", "203.0.113.7"),  # an IPv4 client through an IPv6 socket
+    ("fe80::1%eth0", "fe80::1"),  # a zone id means nothing to Supabase
     ("", None),
     ("unix:/tmp/x", None),
     ("not-an-ip", None),

@@ -158,9 +158,11 @@ MISCONFIGURED_ANSWERS = [
     httpx.Response(404, text="404 page not found\n"),
     httpx.Response(405, text=""),
     api_error(422, "unexpected_audience", "Unexpected audience"),
+    # SUPABASE_URL pointing at a site that redirects elsewhere (e.g. http to https).
+    httpx.Response(301, html=HTML, headers={"Location": "https://elsewhere.example/"}),
 ]
 MISCONFIGURED_IDS = ["401-gateway", "401-no-key", "400-validation", "400-legacy-validation",
-                     "403-html", "404-text", "405-empty", "422"]
+                     "403-html", "404-text", "405-empty", "422", "301-redirect"]
 
 
 @pytest.mark.parametrize("answer", MISCONFIGURED_ANSWERS, ids=MISCONFIGURED_IDS)
@@ -252,8 +254,8 @@ def test_the_same_misconfiguration_is_logged_once_per_process(caplog):
 def test_each_kind_of_misconfiguration_is_logged_once(caplog):
     for answer in [*MISCONFIGURED_ANSWERS, *MISCONFIGURED_ANSWERS]:
         classify(call(answer))
-    # 401 without a code, 400 validation_failed, 403, 404, 405, 422 unexpected_audience
-    assert len(reports(caplog)) == 6
+    # 401 without a code, 400 validation_failed, 403, 404, 405, 422 unexpected_audience, 301
+    assert len(reports(caplog)) == 7
 
 
 @pytest.mark.parametrize("answer", [

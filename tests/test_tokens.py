@@ -115,7 +115,7 @@ class Clock:
 
 def test_unknown_kid_refetches_then_accepts_a_rotated_key(make_verifier, jwks):
     clock = Clock()
-    verifier = make_verifier(clock=clock)
+    verifier = make_verifier(clock=clock, keys_clock=clock)
     verifier.verify(sign(EC_KEY))
     jwks.keys.append(public_jwk(OTHER_EC_KEY, "k2", "ES256"))
     clock.now += JWKS_MIN_INTERVAL
@@ -125,7 +125,7 @@ def test_unknown_kid_refetches_then_accepts_a_rotated_key(make_verifier, jwks):
 
 def test_unknown_kids_refetch_at_most_once_per_interval(make_verifier, jwks):
     clock = Clock()
-    verifier = make_verifier(clock=clock)
+    verifier = make_verifier(clock=clock, keys_clock=clock)
     verifier.verify(sign(EC_KEY))
     for n in range(20):  # forged or rotated: either way, no burst of JWKS calls
         with pytest.raises(UnknownSigningKey):
@@ -139,7 +139,7 @@ def test_unknown_kids_refetch_at_most_once_per_interval(make_verifier, jwks):
 
 def test_failed_refetch_keeps_the_last_good_keys(make_verifier, jwks):
     clock = Clock()
-    verifier = make_verifier(clock=clock, jwks_ttl=60)
+    verifier = make_verifier(clock=clock, keys_clock=clock, jwks_ttl=60)
     verifier.verify(sign(EC_KEY, sub="5b0c5a8e-0000-4000-8000-00000000000a"))
     jwks.down = True
     clock.now += 61  # the keys are stale, and the JWKS is down: stale beats nothing
