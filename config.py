@@ -67,6 +67,13 @@ LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 DEMO_PORT = 54321
 DEMO_ISSUER = "supabase-demo"
 DEMO_JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"  # noqa: S105
+# The fixed keys `supabase start` prints (and the emulator uses): public, so never production's.
+DEMO_KEYS = frozenset({
+    "sb_publishable_ACJWlzQHlZjBrEguHvfOxg_3BJgxAaH",
+    "sb_secret_N7UND0UgjKTVK-Uodkm0Hg_xSvEMPvz",
+})
+PUBLISHABLE_PREFIX = "sb_publishable_"
+SECRET_PREFIX = "sb_secret_"  # noqa: S105 - a key's prefix, not a key
 
 
 class ConfigError(RuntimeError):
@@ -86,7 +93,7 @@ def load(app: Flask, test_config: dict | None) -> None:
 def check(app: Flask) -> None:
     """Refuse to start on missing or unsafe settings, naming each one."""
     problems = [f"{name} is not set" for name in ("SUPABASE_URL", "SUPABASE_KEY")
-                if not app.config[name]]
+                if not (app.config[name] or "").strip()]
     problems += _url_problems(app, "SUPABASE_URL") + _url_problems(app, "SITE_URL")
     if app.config["TRUSTED_PROXY_COUNT"] < 0:
         problems.append("TRUSTED_PROXY_COUNT must be 0 (no proxy) or the number of proxies")
@@ -180,12 +187,33 @@ def _production_problems(app: Flask) -> list[str]:
             "SECRET_KEY is too weak (use at least 32 random characters, e.g. "
             "`python -c 'import secrets; print(secrets.token_hex(32))'`)"
         )
-    site_url = app.config["SITE_URL"]
-    if not site_url:
+    for name in ("SITE_URL", "SUPABASE_URL"):
+        url = app.config[name]
+        if url and urlsplit(url).scheme == "http" and urlsplit(url).hostname not in LOOPBACK_HOSTS:
+            problems.append(f"{name}={url!r} must use https outside localhost")
+    if not app.config["SITE_URL"]:
         problems.append("SITE_URL is not set (the public address of this app)")
-    elif urlsplit(site_url).scheme == "http" and urlsplit(site_url).hostname not in LOOPBACK_HOSTS:
-        problems.append(f"SITE_URL={site_url!r} must use https outside localhost")
-    return problems
+    return problems + _key_problems(app.config["SUPABASE_KEY"] or "")
+
+
+def _key_problems(key: str) -> list[str]:
+    """A browser-safe project key: the publishable key, or the legacy anon JWT."""
+    where = "use the project's publishable key (Project Settings > API Keys)"
+    if not key.strip():
+        return []  # reported as not set
+    if key.startswith(SECRET_PREFIX):
+        return [f"SUPABASE_KEY is a secret key (sb_secret_…), which bypasses row-level security "
+                f"and must never reach a web app's requests; {where}"]
+    if key.startswith(PUBLISHABLE_PREFIX):
+        return []
+    try:
+        claims = jwt.decode(key, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return [f"SUPABASE_KEY is neither a publishable key (sb_publishable_…) nor a legacy "
+                f"anon JWT; {where}"]
+    if claims.get("role") != "anon":
+        return [f"SUPABASE_KEY is a {claims.get('role')!r} JWT, not the anon key; {where}"]
+    return []
 
 
 def _demo_problems(app: Flask) -> list[str]:
@@ -196,13 +224,15 @@ def _demo_problems(app: Flask) -> list[str]:
                         "use your project's URL (Project Settings > API)")
     if _is_demo_key(app.config["SUPABASE_KEY"] or ""):
         problems.append("SUPABASE_KEY is the emulator's public demo key; use your project's "
-                        "anon key")
+                        "publishable key (Project Settings > API Keys)")
     if app.config["SUPABASE_JWT_SECRET"] == DEMO_JWT_SECRET:
         problems.append("SUPABASE_JWT_SECRET is the emulator's public demo secret")
     return problems
 
 
 def _is_demo_key(key: str) -> bool:
+    if key in DEMO_KEYS:
+        return True
     try:
         claims = jwt.decode(key, options={"verify_signature": False})
     except jwt.PyJWTError:

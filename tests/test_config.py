@@ -8,7 +8,8 @@ from app import create_app
 from config import ConfigError
 from tests.helpers import SECRET
 
-GOOD = {"SUPABASE_URL": "https://abcd.supabase.co", "SUPABASE_KEY": "anon-key",
+GOOD = {"SUPABASE_URL": "https://abcd.supabase.co",
+        "SUPABASE_KEY": "sb_publishable_9xQ2hT7mKc4LrW8vZp1YdA_3nBfGs0Ej",
         "SECRET_KEY": SECRET, "SITE_URL": "https://app.example.com"}
 
 

@@ -382,8 +382,13 @@ def test_dashboard_change_reaches_the_app_within_the_window(
 
 # -- the production guard ------------------------------------------------------------------
 
-PRODUCTION = {"SUPABASE_URL": "https://abcd.supabase.co", "SUPABASE_KEY": "sb_publishable_x",
+PRODUCTION = {"SUPABASE_URL": "https://abcd.supabase.co",
+              "SUPABASE_KEY": "sb_publishable_9xQ2hT7mKc4LrW8vZp1YdA_3nBfGs0Ej",
               "SECRET_KEY": SECRET, "SITE_URL": "https://app.example.com"}
+SERVICE_ROLE_JWT = jwt.encode({"iss": "supabase", "ref": "abcd", "role": "service_role"},
+                              "the-project-secret-0123456789abcdef", "HS256")
+ANON_JWT = jwt.encode({"iss": "supabase", "ref": "abcd", "role": "anon"},
+                      "the-project-secret-0123456789abcdef", "HS256")
 
 
 @pytest.mark.parametrize("change, reason", [
@@ -396,6 +401,14 @@ PRODUCTION = {"SUPABASE_URL": "https://abcd.supabase.co", "SUPABASE_KEY": "sb_pu
     ({"SUPABASE_KEY": keys.ANON_KEY}, "SUPABASE_KEY is the emulator's public demo key"),
     ({"SUPABASE_KEY": keys.SERVICE_ROLE_KEY}, "SUPABASE_KEY is the emulator's public demo key"),
     ({"SUPABASE_JWT_SECRET": keys.JWT_SECRET}, "SUPABASE_JWT_SECRET is the emulator's"),
+    ({"SUPABASE_KEY": "sb_secret_kX81nQ0wZtM3jRb7CeY5Lg_H2vPaF9Ud"}, "is a secret key"),
+    ({"SUPABASE_KEY": SERVICE_ROLE_JWT}, "'service_role' JWT, not the anon key"),
+    ({"SUPABASE_KEY": "sb_publishable_ACJWlzQHlZjBrEguHvfOxg_3BJgxAaH"}, "public demo key"),
+    ({"SUPABASE_KEY": "sb_secret_N7UND0UgjKTVK-Uodkm0Hg_xSvEMPvz"}, "is a secret key"),
+    ({"SUPABASE_KEY": "my-anon-key"}, "neither a publishable key"),
+    ({"SUPABASE_KEY": "   "}, "SUPABASE_KEY is not set"),
+    ({"SUPABASE_URL": "http://abcd.supabase.co"}, "SUPABASE_URL=.* must use https"),
+    ({"SUPABASE_URL": "http://10.0.0.5:8000"}, "SUPABASE_URL=.* must use https"),
 ])
 def test_production_guard_refuses_and_says_why(change, reason):
     with pytest.raises(ConfigError, match=reason):
@@ -409,8 +422,11 @@ def test_production_guard_reads_the_environment_as_gunicorn_would(monkeypatch):
         create_app()
 
 
-def test_production_guard_accepts_a_real_project():
-    app = create_app({**PRODUCTION, "TESTING": False, "DEBUG": False})
+@pytest.mark.parametrize("change", [
+    {}, {"SUPABASE_KEY": ANON_JWT}, {"SUPABASE_URL": "http://127.0.0.1:8000"},
+])
+def test_production_guard_accepts_a_real_project(change):
+    app = create_app({**PRODUCTION, "TESTING": False, "DEBUG": False, **change})
     app.extensions["supabase"].http.close()
     assert not app.debug and not app.testing
 
