@@ -12,7 +12,7 @@ from flask import Flask, current_app, g, has_request_context, request
 from supabase import Client
 from supabase.lib.client_options import SyncClientOptions
 
-from flask_storage import FlaskSessionStorage
+from flask_storage import FlaskSessionStorage, stored_tokens
 from refetched import Refetched
 from tokens import TokenVerifier
 
@@ -142,8 +142,30 @@ def get_supabase() -> Client:
         address = client_address()
         if address is not None:
             options.headers[FORWARDED_FOR] = address
-        g.supabase_client = Client(shared.url, shared.key, options)
+        client = Client(shared.url, shared.key, options)
+        tokens = stored_tokens() if has_request_context() else None
+        act_as(client, tokens["access_token"] if tokens else None)
+        # After a refresh (or sign-out) in this request, data calls use the new token (or none).
+        client.auth.on_auth_state_change(
+            lambda _event, session: act_as(client, session.access_token if session else None))
+        g.supabase_client = client
     return g.supabase_client
+
+
+def act_as(client: Client, access_token: str | None) -> None:
+    """Data calls (PostgREST, Storage, Functions) as the person, for row-level security.
+
+    supabase-py sends ``Authorization: Bearer <project key>`` until a sign-in or refresh happens
+    in the same request, so RLS would see an anonymous caller. The project key belongs in
+    ``apikey`` only; without a person there is no bearer at all (never ``Bearer sb_…``).
+    """
+    # The data clients are built lazily from these headers (and dropped by supabase-py's own
+    # listener, which runs before ours, whenever the session changes).
+    headers = client.options.headers
+    if access_token is None:
+        headers.pop("Authorization", None)
+    else:
+        headers["Authorization"] = f"Bearer {access_token}"
 
 
 def client_address() -> str | None:

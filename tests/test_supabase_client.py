@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import threading
 
-from supabase_client import extension, get_supabase
+import httpx
+import pytest
+from supabase_auth.constants import STORAGE_KEY
+
+from supabase_client import FORWARDED_FOR, Backoff, client_address, extension, get_supabase
+from tests.helpers import Browser, move_app_clock
 
 
 def test_one_client_per_request(app):
@@ -53,10 +58,7 @@ def test_sign_ins_start_no_threads(make_app, emulator, github_account):
 # --- Backoff, client_address() and Sb-Forwarded-For ----------------------------------------
 # (imports kept with the tests they serve, below the module's original tests)
 
-import httpx  # noqa: E402
-import pytest  # noqa: E402
 
-from supabase_client import FORWARDED_FOR, Backoff, client_address  # noqa: E402
 
 
 class Clock:
@@ -231,3 +233,83 @@ def test_the_persons_address_goes_out_with_the_clients_calls(make_app):
     with request_from(app, "203.0.113.7"):
         get_supabase().auth.get_user("header.payload.signature")
     assert [request.headers.get(FORWARDED_FOR) for request in sent] == ["203.0.113.7"]
+
+
+# -- data calls act as the person ------------------------------------------------------------
+
+DATA_PREFIXES = ("/rest/v1/", "/storage/v1/", "/functions/v1/")
+
+
+class DataRecorder(httpx.BaseTransport):
+    """The emulator for Auth; PostgREST, Storage and Functions answered here and recorded."""
+
+    def __init__(self) -> None:
+        self.real = httpx.HTTPTransport()
+        self.data_calls: list[httpx.Request] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith(DATA_PREFIXES):
+            self.data_calls.append(request)
+            return httpx.Response(200, json=[])
+        return self.real.handle_request(request)
+
+
+@pytest.fixture
+def data_app(make_app):
+    recorder = DataRecorder()
+    app = make_app(SUPABASE_TRANSPORT=recorder)
+
+    @app.get("/data")
+    def data():
+        supabase = get_supabase()
+        supabase.table("notes").select("*").execute()
+        supabase.storage.from_("avatars").list()
+        supabase.functions.invoke("hello", {"body": {}})
+        return "ok"
+
+    yield app, recorder
+    recorder.real.close()
+
+
+def bearers(recorder: DataRecorder) -> set[str | None]:
+    return {request.headers.get("Authorization") for request in recorder.data_calls}
+
+
+def test_data_calls_carry_the_persons_token(data_app, emulator, github_account):
+    app, recorder = data_app
+    browser = Browser(app.test_client(), emulator.url)
+    try:
+        browser.sign_in(github_account())
+        assert browser.client.get("/data").status_code == 200
+        with browser.client.session_transaction() as stored:
+            token = stored[STORAGE_KEY]["access_token"]
+    finally:
+        browser.close()
+    assert len(recorder.data_calls) == 3
+    assert bearers(recorder) == {f"Bearer {token}"}
+    assert {r.headers.get("apikey") for r in recorder.data_calls} == {app.config["SUPABASE_KEY"]}
+
+
+def test_signed_out_data_calls_carry_no_bearer(data_app):
+    app, recorder = data_app
+    assert app.test_client().get("/data").status_code == 200
+    assert len(recorder.data_calls) == 3
+    assert bearers(recorder) == {None}
+
+
+def test_data_calls_after_an_in_request_refresh_use_the_new_token(data_app, emulator,
+                                                                 github_account, monkeypatch):
+    app, recorder = data_app
+    browser = Browser(app.test_client(), emulator.url)
+    try:
+        browser.sign_in(github_account())
+        with browser.client.session_transaction() as stored:
+            old = stored[STORAGE_KEY]["access_token"]
+        move_app_clock(monkeypatch, 3601)  # load_user refreshes before the view runs
+        assert browser.client.get("/data").status_code == 200
+        with browser.client.session_transaction() as stored:
+            new = stored[STORAGE_KEY]["access_token"]
+    finally:
+        browser.close()
+    assert new != old
+    assert bearers(recorder) == {f"Bearer {new}"}
