@@ -114,6 +114,14 @@ CREATE TABLE IF NOT EXISTS stand_in_tokens (
         ON DELETE CASCADE
 );
 CREATE INDEX IF NOT EXISTS stand_in_tokens_account ON stand_in_tokens (provider, account_id);
+CREATE TABLE IF NOT EXISTS audit_log_entries (
+    instance_id TEXT,
+    id TEXT PRIMARY KEY,
+    payload TEXT,
+    created_at REAL,
+    ip_address TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS audit_log_entries_created ON audit_log_entries (created_at);
 """
 
 
