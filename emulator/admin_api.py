@@ -6,9 +6,9 @@ import uuid
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, g, request
 
-from . import users
+from . import audit, users
 from .auth_api import bearer_claims, read_json
 from .db import get_db
 from .errors import ApiError, json_response
@@ -31,6 +31,7 @@ def require_admin() -> None:
     session_id = claims.get("session_id")
     if session_id and not get_db().one("SELECT 1 FROM sessions WHERE id = ?", (session_id,)):
         raise ApiError(403, "session_expired", "Session is no longer valid")
+    g.emulator_admin = audit.admin_actor(claims["role"])
 
 
 def request_aud() -> str:
@@ -56,15 +57,15 @@ def sort_order() -> str:
     return "ASC" if direction.lower() == "asc" else "DESC"
 
 
-def link_header(page: int, per_page: int, total: int) -> str:
+def link_header(page: int, per_page: int, total: int, path: str = "/admin/users") -> str:
     """GoTrue's Link header (next when more pages exist, always last)."""
     last = math.ceil(total / per_page) if per_page else 0
     query = {k: request.args.get(k, "") for k in request.args}
     links = []
     if page < last:
-        links.append(f'</admin/users?{urlencode(sorted({**query, "page": page + 1}.items()))}>;'
+        links.append(f'<{path}?{urlencode(sorted({**query, "page": page + 1}.items()))}>;'
                      ' rel="next"')
-    links.append(f'</admin/users?{urlencode(sorted({**query, "page": last}.items()))}>; rel="last"')
+    links.append(f'<{path}?{urlencode(sorted({**query, "page": last}.items()))}>; rel="last"')
     return ", ".join(links)
 
 
@@ -178,6 +179,8 @@ def create_user() -> Response:
                 set_identity(conn, user, provider, user[provider], now)
         users.recompute_providers(conn, user)
         users.save(conn, user, now)
+        audit.record(conn, g.emulator_admin, audit.USER_SIGNED_UP, now,
+                     audit.user_traits(user, provider=user["app_metadata"]["providers"][0]))
         return json_response(users.full_json(conn, user))
 
 
@@ -189,6 +192,29 @@ def parse_user_id(value: str) -> uuid.UUID:
         raise ApiError(400, "validation_failed", "id must be a valid UUID") from error
 
 
+def update(conn, user: dict[str, Any], body: dict[str, Any], actor: dict[str, Any],
+           now: float) -> None:
+    """adminUserUpdate inside the caller's transaction, with its user_modified entry."""
+    apply_changes(conn, user, body, now)
+    for provider in ("email", "phone"):
+        if body.get(provider):
+            set_identity(conn, user, provider, user[provider], now)
+    users.save(conn, user, now)
+    audit.record(conn, actor, audit.USER_MODIFIED, now, audit.user_traits(user))
+
+
+def delete(conn, user: dict[str, Any], soft: bool, actor: dict[str, Any], now: float) -> None:
+    """adminUserDelete inside the caller's transaction: user_deleted first, then the delete."""
+    audit.record(conn, actor, audit.USER_DELETED, now, audit.user_traits(user))
+    if soft:
+        conn.execute("DELETE FROM sessions WHERE user_id = ?", (user["id"],))
+        conn.execute("DELETE FROM identities WHERE user_id = ?", (user["id"],))
+        user.update(email="", phone="", deleted_at=now)
+        users.save(conn, user, now)
+    else:
+        conn.execute("DELETE FROM users WHERE id = ?", (user["id"],))
+
+
 @bp.put("/users/<user_id>")
 def update_user(user_id: str) -> Response:
     """Update fields, merge metadata (null deletes a key) and ban or unban."""
@@ -196,11 +222,7 @@ def update_user(user_id: str) -> Response:
     body = read_json(USER_FIELDS)
     now = current_app.config["CLOCK"]()
     with get_db().transaction() as conn:
-        apply_changes(conn, user, body, now)
-        for provider in ("email", "phone"):
-            if body.get(provider):
-                set_identity(conn, user, provider, user[provider], now)
-        users.save(conn, user, now)
+        update(conn, user, body, g.emulator_admin, now)
         return json_response(users.full_json(conn, user))
 
 
@@ -209,13 +231,24 @@ def delete_user(user_id: str) -> Response:
     """Hard delete (cascades), or soft delete with ``should_soft_delete``; 200 {}."""
     user = find_user(user_id)
     body = read_json({"should_soft_delete": bool}) if request.get_data(cache=True).strip() else {}
-    now = current_app.config["CLOCK"]()
     with get_db().transaction() as conn:
-        if body.get("should_soft_delete"):
-            conn.execute("DELETE FROM sessions WHERE user_id = ?", (user["id"],))
-            conn.execute("DELETE FROM identities WHERE user_id = ?", (user["id"],))
-            user.update(email="", phone="", deleted_at=now)
-            users.save(conn, user, now)
-        else:
-            conn.execute("DELETE FROM users WHERE id = ?", (user["id"],))
+        delete(conn, user, bool(body.get("should_soft_delete")), g.emulator_admin,
+               current_app.config["CLOCK"]())
     return json_response({})
+
+
+@bp.get("/audit")
+def audit_log() -> Response:
+    """adminAuditLog: entries newest first, ``query=author|action|type:<text>``, paginated."""
+    page, per_page = positive_int("page", 1), positive_int("per_page", 50)
+    if per_page == 0:
+        raise ApiError(400, "validation_failed", "Bad Pagination Parameters: per_page")
+    query = request.args.get("query", "")
+    try:
+        columns, text = audit.parse_query(query)
+    except ValueError as error:
+        raise ApiError(400, "validation_failed", f"Invalid query scope: {query}") from error
+    rows, total = audit.find(get_db(), columns, text, page, per_page)
+    headers = {"X-Total-Count": str(total),
+               "Link": link_header(page, per_page, total, "/admin/audit")}
+    return json_response([audit.entry_json(row) for row in rows], headers=headers)

@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flask import Response, current_app, redirect
 
-from . import linking, redirects, sessions, users
+from . import audit, linking, redirects, sessions, users
 from .config import KNOWN_PROVIDERS
 from .db import get_db
 from .errors import ApiError, OAuthError
@@ -208,8 +208,11 @@ def finish(flow: sqlite3.Row, values: dict[str, str], target: str) -> Response:
             code = "email_not_confirmed"
         else:
             user = sign_in_user(conn, provider, data, user_data.emails, now)
+            was_confirmed = user["email_confirmed_at"] is not None
             unverified = linking.needs_verification(conn, user, data, now)
             code = "provider_email_needs_verification"
+            if not unverified:
+                record_sign_in(conn, user, provider, was_confirmed, now)
         if not unverified:
             location = complete(conn, flow, user, token, target, now)
     if unverified:  # the user row is kept (committed) even though sign-in stops here
@@ -224,6 +227,14 @@ def sign_in_user(conn: sqlite3.Connection, provider: str, data: dict[str, Any],
     if users.is_banned(user, now):
         raise ApiError(403, "user_banned", "User is banned")
     return user
+
+
+def record_sign_in(conn: sqlite3.Connection, user: dict[str, Any], provider: str,
+                   was_confirmed: bool, now: float) -> None:
+    """user_signedup when this sign-in confirmed the user, else login (external.go)."""
+    confirmed_now = not was_confirmed and user["email_confirmed_at"] is not None
+    action = audit.USER_SIGNED_UP if confirmed_now else audit.LOGIN
+    audit.record(conn, user, action, now, {"provider": provider})
 
 
 def complete(conn: sqlite3.Connection, flow: sqlite3.Row, user: dict[str, Any], token: str,
@@ -278,6 +289,7 @@ def exchange(auth_code: str, verifier: str) -> dict[str, Any]:
         user = users.load(conn, flow["user_id"])
         if user is None:
             raise ApiError(404, "user_not_found", "User not found")
+        audit.record(conn, user, audit.LOGIN, now, {"provider_type": flow["provider_type"]})
         session, refresh_token = sessions.create_session(conn, user, "oauth", now)
         conn.execute("DELETE FROM flow_states WHERE id = ?", (flow["id"],))
         return sessions.token_response(conn, user, session, refresh_token, now,

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import current_app
 
-from . import users
+from . import audit, users
 from .db import get_db
 from .errors import ApiError
 
@@ -96,7 +96,11 @@ def find_or_create(conn: sqlite3.Connection, provider: str, data: dict[str, Any]
         raise ApiError(500, "unexpected_failure", "Multiple accounts with the same email address "
                        "in the same linking domain detected: default")
     if candidates:
-        return attach(conn, users.load(conn, candidates.pop()), provider, data, None, now)
+        user = attach(conn, users.load(conn, candidates.pop()), provider, data, None, now)
+        audit.record(conn, user, audit.IDENTITY_LINKED, now,
+                     audit.identity_traits(find_identity(conn, provider, data["sub"])),
+                     audit.client_ip())
+        return user
     primary = next((e["email"] for e in emails if e["primary"]), None)
     return create_account(conn, provider, data, primary, now)
 
@@ -162,6 +166,9 @@ def link_to_target(conn: sqlite3.Connection, target: dict[str, Any], provider: s
         whose = "" if identity["user_id"] == target["id"] else " to another user"
         raise ApiError(422, "identity_already_exists", f"Identity is already linked{whose}")
     users.add_identity(conn, target["id"], provider, data["sub"], data, now)
+    audit.record(conn, target, audit.IDENTITY_LINKED, now,
+                 audit.identity_traits(find_identity(conn, provider, data["sub"])),
+                 audit.client_ip())
     if not target["email"]:
         try:
             update_email_from_identities(conn, target)
@@ -187,9 +194,12 @@ def unlink(user: dict[str, Any], identity_id: str) -> None:
         if len(rows) <= 1:
             raise ApiError(422, "single_identity_not_deletable",
                            "User must have at least 1 identity after unlinking")
-        provider = next((row["provider"] for row in rows if row["id"] == identity_id), None)
-        if provider is None:
+        identity = next((row for row in rows if row["id"] == identity_id), None)
+        if identity is None:
             raise ApiError(422, "identity_not_found", "Identity doesn't exist")
+        provider = identity["provider"]
+        audit.record(conn, user, audit.IDENTITY_UNLINKED, now, audit.identity_traits(identity),
+                     audit.client_ip())
         conn.execute("DELETE FROM identities WHERE id = ?", (identity_id,))
         try:
             if provider == "phone":

@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import current_app
 
-from . import users
+from . import audit, users
 from .db import get_db
 from .errors import ApiError
 
@@ -106,7 +106,7 @@ def refresh(token: str) -> dict[str, Any]:
         elif users.is_banned(user, now):
             failure = ("user_banned", "Invalid Refresh Token: User Banned")
         else:
-            issued = rotate(conn, row, now, config)
+            issued = rotate(conn, row, user, now, config)
             if issued is None:
                 failure = ALREADY_USED  # the family revocation is committed first
             else:
@@ -118,12 +118,17 @@ def refresh(token: str) -> dict[str, Any]:
     raise ApiError(400, *failure)
 
 
-def rotate(conn: sqlite3.Connection, row: sqlite3.Row, now: float,
+def rotate(conn: sqlite3.Connection, row: sqlite3.Row, user: dict[str, Any], now: float,
            config: dict[str, Any]) -> str | None:
-    """Return the token to hand out, or None when reuse is detected (family revoked)."""
+    """Return the token to hand out, or None when reuse is detected (family revoked).
+
+    Audit entries as the real server writes them: token_refreshed once reuse is ruled out,
+    then token_revoked when the token is swapped for a new one.
+    """
     if row["revoked"]:
         active = conn.execute(SELECT_ACTIVE, (row["session_id"],)).fetchone()
         if active is not None and active["parent"] == row["token"]:
+            audit.record(conn, user, audit.TOKEN_REFRESHED, now)
             return active["token"]  # the client lost the last answer: give it again
         if now > row["updated_at"] + config["REFRESH_TOKEN_REUSE_INTERVAL"]:
             if config["REFRESH_TOKEN_ROTATION_ENABLED"]:
@@ -133,12 +138,17 @@ def rotate(conn: sqlite3.Connection, row: sqlite3.Row, now: float,
     else:
         conn.execute("UPDATE refresh_tokens SET revoked = 1, updated_at = ? WHERE id = ?",
                      (now, row["id"]))
+    audit.record(conn, user, audit.TOKEN_REFRESHED, now)
+    audit.record(conn, user, audit.TOKEN_REVOKED, now)  # GrantRefreshTokenSwap
     return insert_refresh_token(conn, row["user_id"], row["session_id"], row["token"], now)
 
 
 def logout(user_id: str, session_id: str | None, scope: str) -> None:
     """Delete sessions for a scope; refresh tokens go with them (cascade)."""
     with get_db().transaction() as conn:
+        user = users.load(conn, user_id)
+        if user is not None:
+            audit.record(conn, user, audit.LOGOUT, current_app.config["CLOCK"]())
         if session_id is None or scope == "global":
             conn.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
         elif scope == "local":
