@@ -8,7 +8,9 @@ from flask import Flask
 from . import (
     admin_api,
     auth_api,
+    control_api,
     dashboard,
+    datafile,
     db,
     errors,
     forms,
@@ -35,11 +37,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["emulator.tokens"] = TokenService(app.config)
     ratelimit.init_app(app)
     stand_in.init_app(app)
+    datafile.init_app(app)
     provider.init_app(app)
     forms.init_app(app)
     gateway.init_app(app)
     for blueprint in (auth_api.bp, admin_api.bp, github.bp, dashboard.bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(control_api.bp)
     oauth_stand_in.init_app(app)
     errors.init_app(app)
     return app

@@ -20,6 +20,7 @@ DEFAULTS: dict[str, Any] = {
     "REFRESH_TOKEN_REUSE_INTERVAL": 10,
     "REFRESH_TOKEN_ROTATION_ENABLED": True,
     "DATABASE": ".emulator/auth.sqlite3",
+    "SEED": None,  # a data file imported at start and again by POST /emulator/v1/reset
     "GITHUB_URL": None,
     "GITHUB_CLIENT_ID": "emulator-github-client-id",
     "GITHUB_CLIENT_SECRET": "emulator-github-client-secret",

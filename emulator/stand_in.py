@@ -21,6 +21,7 @@ from .db import get_db
 from .errors import json_response
 from .forms import check_csrf
 
+DEFAULT_CREATED_AT = 1295981076.0  # when the default octocat accounts were created (2011)
 CODE_LIFETIME = 600  # GitHub codes expire after ten minutes; used for every stand-in
 TOKEN_CHARS = string.ascii_letters + string.digits
 DENIED = "The user has denied your application access."
@@ -104,7 +105,7 @@ def seed_defaults(app: Flask) -> None:
     with app.app_context(), get_db().transaction() as conn:
         for provider in served_providers(app.config):
             if find_account(conn, provider, "octocat") is None:
-                save_account(conn, provider, default_account(provider), 1295981076.0)
+                save_account(conn, provider, default_account(provider), DEFAULT_CREATED_AT)
 
 
 def served_providers(config: dict[str, Any]) -> tuple[str, ...]:
