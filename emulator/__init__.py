@@ -16,9 +16,13 @@ from . import (
     forms,
     gateway,
     github,
+    index_page,
+    key_dashboard,
     oauth_stand_in,
     provider,
     ratelimit,
+    signing_keys,
+    signing_keys_api,
     stand_in,
 )
 from .config import load as load_config
@@ -34,14 +38,15 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.secret_key = secrets.token_bytes(32)  # only signs the dashboard's flash messages
     db.init_app(app)
-    app.extensions["emulator.tokens"] = TokenService(app.config)
+    app.extensions["emulator.tokens"] = TokenService(app.config, signing_keys.init_app(app))
     ratelimit.init_app(app)
     stand_in.init_app(app)
     datafile.init_app(app)
     provider.init_app(app)
     forms.init_app(app)
     gateway.init_app(app)
-    for blueprint in (auth_api.bp, admin_api.bp, github.bp, dashboard.bp):
+    for blueprint in (auth_api.bp, admin_api.bp, signing_keys_api.bp, github.bp, dashboard.bp,
+                      key_dashboard.bp, index_page.bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(control_api.bp)
     oauth_stand_in.init_app(app)

@@ -1,4 +1,5 @@
-"""Command line: ``python -m emulator [--host] [--port] [--reset] [--print-env]``."""
+"""Command line: ``python -m emulator [--host] [--port] [--reset] [--print-env]``, and
+``python -m emulator keys list|rotate|revoke KID`` (see signing_keys_cli.py)."""
 
 import argparse
 import ipaddress
@@ -7,7 +8,7 @@ import sys
 
 from werkzeug.serving import run_simple
 
-from . import close_app, create_app, db, ratelimit
+from . import close_app, create_app, db, ratelimit, signing_keys_cli
 from .config import DEFAULTS, from_environ, load
 from .serve import HeaderKeepingHandler
 from .tokens import api_key
@@ -51,10 +52,12 @@ def settings_for(args: argparse.Namespace) -> dict:
 
 
 def env_lines(config: dict) -> list[str]:
-    """The lines the app's .env needs."""
+    """The lines the app's .env needs: the publishable key as SUPABASE_KEY, then the others."""
     secret = config["JWT_SECRET"]
     return [f"SUPABASE_URL={config['PUBLIC_URL']}",
-            f"SUPABASE_KEY={api_key('anon', secret)}",
+            f"SUPABASE_KEY={config['PUBLISHABLE_API_KEY']}",
+            f"SUPABASE_SECRET_KEY={config['SECRET_API_KEY']}",
+            f"SUPABASE_ANON_KEY={api_key('anon', secret)}",
             f"SUPABASE_SERVICE_ROLE_KEY={api_key('service_role', secret)}"]
 
 
@@ -79,7 +82,10 @@ def warn_exposed(host: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print env and exit, or reset and serve until interrupted."""
+    """Print env and exit, manage signing keys, or reset and serve until interrupted."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["keys"]:
+        return signing_keys_cli.main(argv[1:])
     args = parse_args(argv)
     config = settings_for(args)
     if args.reset:

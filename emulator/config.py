@@ -12,6 +12,8 @@ DEFAULTS: dict[str, Any] = {
     "URI_ALLOW_LIST": "http://127.0.0.1:5000/**,http://localhost:5000/**",
     "JWT_ALG": "ES256",
     "JWT_SECRET": keys.JWT_SECRET,
+    "PUBLISHABLE_API_KEY": keys.PUBLISHABLE_KEY,
+    "SECRET_API_KEY": keys.SECRET_KEY,  # not SECRET_KEY: Flask uses that name
     "JWT_EXP": 3600,
     "JWT_AUD": "authenticated",
     "JWT_DEFAULT_GROUP_NAME": "authenticated",
@@ -85,6 +87,15 @@ def check_rate_limit(config: dict[str, Any]) -> None:
     config["RATE_LIMIT_HEADER"] = (config["RATE_LIMIT_HEADER"] or "").strip() or None
 
 
+def check_api_keys(config: dict[str, Any]) -> None:
+    """Fail fast on an opaque API key without its generation's prefix."""
+    prefixes = {"PUBLISHABLE_API_KEY": "sb_publishable_", "SECRET_API_KEY": "sb_secret_"}
+    for key, prefix in prefixes.items():
+        value = config[key] = str(config[key]).strip()
+        if not value.startswith(prefix) or value == prefix:
+            raise ValueError(f"{key} must look like {prefix}…, not {value!r}")
+
+
 def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Return a complete, normalised config: defaults, then overrides, then derived values."""
     config = {**DEFAULTS, **(overrides or {})}
@@ -101,6 +112,7 @@ def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     config["GITHUB_URL"] = (config["GITHUB_URL"] or config["PUBLIC_URL"] + "/github").rstrip("/")
     config["PROVIDERS"] = enabled_providers(config["PROVIDERS"])
     check_rate_limit(config)
+    check_api_keys(config)
     config["GITHUB_REDIRECT_URI"] = (
         config["GITHUB_REDIRECT_URI"] or config["PUBLIC_URL"] + "/auth/v1/callback"
     )

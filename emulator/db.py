@@ -122,6 +122,14 @@ CREATE TABLE IF NOT EXISTS audit_log_entries (
     ip_address TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS audit_log_entries_created ON audit_log_entries (created_at);
+CREATE TABLE IF NOT EXISTS signing_keys (
+    kid TEXT PRIMARY KEY,
+    alg TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('standby', 'in_use', 'previously_used', 'revoked')),
+    private_jwk TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
 """
 
 

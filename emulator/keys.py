@@ -18,6 +18,11 @@ SERVICE_ROLE_KEY = (
     "EGIM96RAZx35lJzdJsyH-qQwv8Hdp7fsn3W0YpN81IU"
 )
 
+#: The opaque API keys ``supabase start`` prints (the CLI's fixed local values): the
+#: publishable key acts as ``anon``, the secret key as ``service_role`` (see gateway.py).
+PUBLISHABLE_KEY = "sb_publishable_ACJWlzQHlZjBrEguHvfOxg_3BJgxAaH"
+SECRET_KEY = "sb_secret_N7UND0UgjKTVK-Uodkm0Hg_xSvEMPvz"  # noqa: S105 - public
+
 #: The EC P-256 key that signs ES256 access tokens (generated once for this repository).
 JWT_PRIVATE_JWK = {
     "kty": "EC",

@@ -44,6 +44,8 @@ class RunningEmulator:
     thread: threading.Thread
     anon_key: str = field(default=keys.ANON_KEY)
     service_role_key: str = field(default=keys.SERVICE_ROLE_KEY)
+    publishable_key: str = field(default=keys.PUBLISHABLE_KEY)
+    secret_key: str = field(default=keys.SECRET_KEY)
 
     def stop(self) -> None:
         """Shut the server down and release the app's resources."""
@@ -65,4 +67,6 @@ def start_background(config: dict[str, Any] | None = None, host: str = "127.0.0.
     thread.start()
     secret = app.config["JWT_SECRET"]
     return RunningEmulator(url, app, server, thread, api_key("anon", secret),
-                           api_key("service_role", secret))
+                           api_key("service_role", secret),
+                           publishable_key=app.config["PUBLISHABLE_API_KEY"],
+                           secret_key=app.config["SECRET_API_KEY"])

@@ -1,13 +1,12 @@
 """Access tokens: signing (ES256 or HS256), verification as in §4.2, and the JWKS."""
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 import jwt
-from jwt.algorithms import ECAlgorithm
 
 from . import keys
+from .signing_keys import FixedKeyring, SigningKeys
 
 DECODE_OPTIONS = {
     "verify_exp": False,  # checked against the emulator clock instead
@@ -23,26 +22,27 @@ class TokenError(Exception):
 
 
 class TokenService:
-    """Signs and verifies JWTs; built once per app so keys are loaded once."""
+    """Signs and verifies JWTs with the keyring's keys (the fixed dev key alone by default)."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any],
+                 keyring: SigningKeys | FixedKeyring | None = None) -> None:
         self.alg: str = config["JWT_ALG"]
         self.secret: str = config["JWT_SECRET"]
         self.issuer = config["PUBLIC_URL"] + "/auth/v1"
         self.lifetime: int = config["JWT_EXP"]
         self.clock: Callable[[], float] = config["CLOCK"]
-        private = keys.JWT_PRIVATE_JWK
-        self.kid: str = private["kid"]
-        self.private_key = ECAlgorithm.from_jwk(json.dumps(private))
-        self.public_key = self.private_key.public_key()
-        public = {k: private[k] for k in ("kty", "crv", "x", "y")}
-        public.update(kid=self.kid, alg="ES256", use="sig", key_ops=["verify"])
-        self.jwks = {"keys": [public] if self.alg == "ES256" else []}
+        self.keyring = keyring if keyring is not None else FixedKeyring()
+
+    @property
+    def jwks(self) -> dict[str, list[dict[str, Any]]]:
+        """The JWKS body: the keyring's advertised keys, none in HS256 mode."""
+        return {"keys": self.keyring.public_jwks() if self.alg == "ES256" else []}
 
     def sign(self, claims: dict[str, Any]) -> str:
-        """Sign claims with the configured algorithm (kid only for ES256, like the real server)."""
+        """Sign with the current key and its kid, or with the secret (no kid) in HS256 mode."""
         if self.alg == "ES256":
-            return jwt.encode(claims, self.private_key, "ES256", headers={"kid": self.kid})
+            key = self.keyring.signing_key()
+            return jwt.encode(claims, key.private_key, key.alg, headers={"kid": key.kid})
         return jwt.encode(claims, self.secret, "HS256")
 
     def access_token(self, user: dict, session: dict, now: int) -> tuple[str, int]:
@@ -86,10 +86,11 @@ class TokenService:
         return claims
 
     def key_for(self, header: dict[str, Any]) -> tuple[Any, str]:
-        """Pick the verification key: matching kid, else HS256 with the secret, else reject."""
+        """Pick the verification key: a trusted kid, else HS256 with the secret, else reject."""
         kid, alg = header.get("kid"), header.get("alg")
-        if kid is not None and kid == self.kid:
-            return self.public_key, "ES256"
+        key = self.keyring.verifying_key(kid) if isinstance(kid, str) else None
+        if key is not None:
+            return key.public_key, key.alg
         if alg == "HS256":
             return self.secret, "HS256"
         raise TokenError(

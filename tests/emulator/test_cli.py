@@ -13,9 +13,19 @@ def test_print_env(capsys):
     assert cli.main(["--print-env"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "SUPABASE_URL=http://127.0.0.1:54321",
-        f"SUPABASE_KEY={keys.ANON_KEY}",
+        f"SUPABASE_KEY={keys.PUBLISHABLE_KEY}",
+        f"SUPABASE_SECRET_KEY={keys.SECRET_KEY}",
+        f"SUPABASE_ANON_KEY={keys.ANON_KEY}",
         f"SUPABASE_SERVICE_ROLE_KEY={keys.SERVICE_ROLE_KEY}",
     ]
+
+
+def test_print_env_follows_configured_opaque_keys(capsys, monkeypatch):
+    monkeypatch.setenv("EMULATOR_PUBLISHABLE_API_KEY", "sb_publishable_mine")
+    monkeypatch.setenv("EMULATOR_SECRET_API_KEY", "sb_secret_mine")
+    cli.main(["--print-env"])
+    out = capsys.readouterr().out.splitlines()
+    assert "SUPABASE_KEY=sb_publishable_mine" in out and "SUPABASE_SECRET_KEY=sb_secret_mine" in out
 
 
 def test_print_env_follows_port_and_env(capsys, monkeypatch):

@@ -73,3 +73,20 @@ def test_token_rate_limit_must_be_positive(value):
 def test_whole_number_settings_name_the_key():
     with pytest.raises(ValueError, match="RATE_LIMIT_TOKEN_REFRESH must be a whole number"):
         load(from_environ({"EMULATOR_RATE_LIMIT_TOKEN_REFRESH": "lots"}))
+
+
+def test_opaque_api_keys_default_to_the_cli_values():
+    config = load()
+    assert config["PUBLISHABLE_API_KEY"] == "sb_publishable_ACJWlzQHlZjBrEguHvfOxg_3BJgxAaH"
+    assert config["SECRET_API_KEY"] == "sb_secret_N7UND0UgjKTVK-Uodkm0Hg_xSvEMPvz"
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("PUBLISHABLE_API_KEY", "sb_secret_swapped"),
+    ("PUBLISHABLE_API_KEY", "sb_publishable_"),
+    ("SECRET_API_KEY", "eyJhbGciOiJIUzI1NiJ9.e30.x"),
+    ("SECRET_API_KEY", "  "),
+])
+def test_opaque_api_key_without_its_prefix_fails_fast(key, value):
+    with pytest.raises(ValueError, match=key):
+        load({key: value})

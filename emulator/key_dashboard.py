@@ -1,0 +1,46 @@
+"""The dashboard's signing-keys page: list the keys, rotate, revoke a previously used key."""
+
+from flask import Blueprint, Response, current_app, flash, redirect, render_template, url_for
+
+from . import users
+from .forms import check_csrf
+from .signing_keys import PREVIOUSLY_USED, SigningKeyError, SigningKeys
+
+bp = Blueprint("key_dashboard", __name__, url_prefix="/dashboard/signing-keys")
+
+
+def keyring() -> SigningKeys:
+    """The app's signing keys."""
+    return current_app.extensions["emulator.signing_keys"]
+
+
+@bp.get("")
+def index() -> str:
+    """Every key with its state, and the rotate and revoke forms."""
+    return render_template("key_dashboard.html", keys=keyring().all(),
+                           hs256=current_app.config["JWT_ALG"] == "HS256",
+                           revocable=PREVIOUSLY_USED, timestamp=users.timestamp)
+
+
+@bp.post("/rotate")
+def rotate() -> Response:
+    """Make the standby key current; the old current key stays trusted until revoked."""
+    check_csrf()
+    current = keyring().rotate()
+    flash(f"Rotated: new access tokens are signed with {current.kid}. Tokens signed with the "
+          "previous key still verify until you revoke it.")
+    return redirect(url_for("key_dashboard.index"), 303)
+
+
+@bp.post("/<kid>/revoke")
+def revoke(kid: str) -> Response:
+    """Revoke a previously used key: its tokens fail and the JWKS drops it."""
+    check_csrf()
+    try:
+        keyring().revoke(kid)
+    except SigningKeyError as error:
+        flash(f"Not revoked: {error}.")
+    else:
+        flash(f"Revoked {kid}: access tokens signed with it no longer verify; a refresh "
+              "gives a token signed with the current key.")
+    return redirect(url_for("key_dashboard.index"), 303)
