@@ -2,7 +2,7 @@
 
 import httpx
 import pytest
-from supabase_auth import SyncGoTrueClient, SyncMemoryStorage
+from supabase_auth import SyncGoTrueAdminAPI, SyncGoTrueClient, SyncMemoryStorage
 
 from emulator.serve import start_background
 
@@ -22,8 +22,10 @@ def test_running_emulator_exposes_url_and_keys(running):
     assert response.status_code == 200
 
 
-def test_supabase_auth_client_round_trip(running):
-    auth = SyncGoTrueClient(url=running.url + "/auth/v1", headers={"apikey": running.anon_key},
+@pytest.mark.parametrize("key", ["anon_key", "publishable_key"])
+def test_supabase_auth_client_round_trip(running, key):
+    auth = SyncGoTrueClient(url=running.url + "/auth/v1",
+                            headers={"apikey": getattr(running, key)},
                             flow_type="pkce", auto_refresh_token=False,
                             storage=SyncMemoryStorage())
     try:
@@ -120,3 +122,26 @@ def test_underscore_headers_reach_the_app(running):
     assert response.status_code == 302
     stored = running.app.extensions["emulator.db"].one("SELECT referrer FROM flow_states")
     assert stored["referrer"] == "http://127.0.0.1:5000/from-header"
+
+
+def test_running_emulator_exposes_both_key_generations(running):
+    assert running.publishable_key.startswith("sb_publishable_")
+    assert running.secret_key.startswith("sb_secret_")
+    with httpx.Client() as http:
+        settings = http.get(running.url + "/auth/v1/settings",
+                            headers={"apikey": running.publishable_key})
+        users = http.get(running.url + "/auth/v1/admin/users",
+                         headers={"apikey": running.secret_key})
+    assert (settings.status_code, users.status_code) == (200, 200)
+
+
+def test_admin_client_with_the_secret_key(running):
+    admin = SyncGoTrueAdminAPI(url=running.url + "/auth/v1",
+                               headers={"apikey": running.secret_key,
+                                        "Authorization": f"Bearer {running.secret_key}"})
+    try:
+        created = admin.create_user({"email": "admin-made@example.com", "email_confirm": True})
+        assert created.user.email == "admin-made@example.com"
+        assert [user.id for user in admin.list_users()] == [created.user.id]
+    finally:
+        admin._http_client.close()
