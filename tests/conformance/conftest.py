@@ -2,12 +2,13 @@
 
 By default the emulator runs in-process on a free loopback port. With AUTH_CONFORMANCE_URL set,
 the suite talks to that server instead (see README.md); tests marked `emulator_only` are then
-skipped, with the reason given on the marker.
+skipped, with the reason given on the marker, and tests marked `gateway` (they check the API
+gateway in front of the server, not the server) run only with AUTH_CONFORMANCE_GATEWAY=1.
 """
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import httpx
@@ -32,6 +33,7 @@ from tests.conformance.support import (
 EXTERNAL_URL = os.environ.get("AUTH_CONFORMANCE_URL", "").rstrip("/")
 EXTERNAL_VARS = ("AUTH_CONFORMANCE_ANON_KEY", "AUTH_CONFORMANCE_SERVICE_KEY",
                  "AUTH_CONFORMANCE_GITHUB_URL")
+EXTERNAL_GATEWAY = os.environ.get("AUTH_CONFORMANCE_GATEWAY", "") == "1"
 API_VERSION = {"X-Supabase-Api-Version": "2024-01-01"}
 
 
@@ -39,6 +41,11 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers",
         "emulator_only(reason): needs an emulator-only knob; skipped with AUTH_CONFORMANCE_URL",
+    )
+    config.addinivalue_line(
+        "markers",
+        "gateway: checks the API gateway (apikey rules); with AUTH_CONFORMANCE_URL it runs "
+        "only when AUTH_CONFORMANCE_GATEWAY=1",
     )
 
 
@@ -50,6 +57,10 @@ def pytest_collection_modifyitems(config, items):
         if marker is not None:
             reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
             item.add_marker(pytest.mark.skip(reason=f"emulator-only ({reason})"))
+        elif item.get_closest_marker("gateway") is not None and not EXTERNAL_GATEWAY:
+            item.add_marker(pytest.mark.skip(
+                reason="checks the API gateway; set AUTH_CONFORMANCE_GATEWAY=1 if the server "
+                       "is behind one"))
 
 
 class Clock:
@@ -75,6 +86,8 @@ class Target:
     service_key: str
     github_url: str
     clock: Clock | None = None
+    publishable_key: str | None = None
+    secret_key: str | None = None
 
     @property
     def auth_url(self) -> str:
@@ -90,6 +103,8 @@ def _external_target() -> Target:
         anon_key=os.environ["AUTH_CONFORMANCE_ANON_KEY"],
         service_key=os.environ["AUTH_CONFORMANCE_SERVICE_KEY"],
         github_url=os.environ["AUTH_CONFORMANCE_GITHUB_URL"].rstrip("/"),
+        publishable_key=os.environ.get("AUTH_CONFORMANCE_PUBLISHABLE_KEY") or None,
+        secret_key=os.environ.get("AUTH_CONFORMANCE_SECRET_KEY") or None,
     )
 
 
@@ -110,7 +125,8 @@ def _emulator(**overrides) -> Iterator[Target]:
     running = start_background(config)
     try:
         yield Target(running.url, running.anon_key, running.service_role_key,
-                     running.url + "/github", clock)
+                     running.url + "/github", clock, running.publishable_key,
+                     running.secret_key)
     finally:
         running.stop()
 
@@ -145,6 +161,36 @@ def _client(base_url: str, headers: dict[str, str]) -> httpx.Client:
     """A client with its own POST /token rate-limit bucket."""
     return httpx.Client(base_url=base_url, headers={**rate_limit_key(), **headers},
                         timeout=TIMEOUT, follow_redirects=False)
+
+
+@pytest.fixture
+def publishable_key(target: Target) -> str:
+    """The target's publishable key (sb_publishable_…)."""
+    if target.publishable_key is None:
+        pytest.skip("set AUTH_CONFORMANCE_PUBLISHABLE_KEY to check publishable keys")
+    return target.publishable_key
+
+
+@pytest.fixture
+def secret_key(target: Target) -> str:
+    """The target's secret key (sb_secret_…)."""
+    if target.secret_key is None:
+        pytest.skip("set AUTH_CONFORMANCE_SECRET_KEY to check secret keys")
+    return target.secret_key
+
+
+@pytest.fixture
+def keyed_http(target: Target) -> Iterator[Callable[..., httpx.Client]]:
+    """Make raw /auth/v1 clients that send a given apikey (and more headers) by default."""
+    clients: list[httpx.Client] = []
+
+    def make(apikey: str, **headers: str) -> httpx.Client:
+        clients.append(_client(target.auth_url, {"apikey": apikey, **API_VERSION, **headers}))
+        return clients[-1]
+
+    yield make
+    for client in clients:
+        client.close()
 
 
 @pytest.fixture
@@ -275,6 +321,12 @@ class OAuth:
 @pytest.fixture
 def oauth(http: httpx.Client, stand_in: StandIn) -> OAuth:
     return OAuth(http, stand_in)
+
+
+@pytest.fixture
+def oauth_for(target: Target) -> Callable[[httpx.Client], OAuth]:
+    """Make an OAuth driver for another client (e.g. one with a different apikey)."""
+    return lambda http: OAuth(http, StandIn(target, http))
 
 
 @pytest.fixture

@@ -61,6 +61,7 @@ GUARDED = [
 ]
 
 
+@pytest.mark.gateway
 @pytest.mark.parametrize(("method", "path"), GUARDED)
 def test_gateway_requires_apikey(bare_http, method, path):
     resp = bare_http.request(method, path, json={})
@@ -68,6 +69,7 @@ def test_gateway_requires_apikey(bare_http, method, path):
     assert isinstance(resp.json()["message"], str)
 
 
+@pytest.mark.gateway
 @pytest.mark.parametrize(("method", "path"), GUARDED[:3])
 def test_gateway_rejects_unknown_apikey(bare_http, method, path):
     resp = bare_http.request(method, path, json={}, headers={"apikey": "not-a-key"})

@@ -51,11 +51,17 @@ def printed_env() -> dict[str, str]:
 
 def test_print_env_lines(printed_env):
     env = printed_env
-    assert list(env) == ["SUPABASE_URL", "SUPABASE_KEY", "SUPABASE_SERVICE_ROLE_KEY"]
+    assert list(env) == ["SUPABASE_URL", "SUPABASE_KEY", "SUPABASE_SECRET_KEY",
+                         "SUPABASE_ANON_KEY", "SUPABASE_SERVICE_ROLE_KEY"]
     assert env["SUPABASE_URL"] == "http://127.0.0.1:54321"
 
 
-@pytest.mark.parametrize(("name", "role"), [("SUPABASE_KEY", "anon"),
+def test_print_env_key_is_the_publishable_key(printed_env):
+    assert printed_env["SUPABASE_KEY"].startswith("sb_publishable_")
+    assert printed_env["SUPABASE_SECRET_KEY"].startswith("sb_secret_")
+
+
+@pytest.mark.parametrize(("name", "role"), [("SUPABASE_ANON_KEY", "anon"),
                                             ("SUPABASE_SERVICE_ROLE_KEY", "service_role")])
 def test_print_env_keys_are_role_jwts(printed_env, name, role):
     token = printed_env[name]
