@@ -18,6 +18,7 @@ from . import (
     github,
     index_page,
     key_dashboard,
+    mfa,
     oauth_stand_in,
     provider,
     ratelimit,
@@ -40,6 +41,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     db.init_app(app)
     app.extensions["emulator.tokens"] = TokenService(app.config, signing_keys.init_app(app))
     ratelimit.init_app(app)
+    mfa.init_app(app)
     stand_in.init_app(app)
     datafile.init_app(app)
     provider.init_app(app)
@@ -49,6 +51,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
                       key_dashboard.bp, index_page.bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(control_api.bp)
+    app.register_blueprint(mfa.bp)
+    app.register_blueprint(mfa.admin_bp)
     oauth_stand_in.init_app(app)
     errors.init_app(app)
     return app

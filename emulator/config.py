@@ -37,13 +37,26 @@ DEFAULTS: dict[str, Any] = {
     "RATE_LIMIT_TOKEN_REFRESH": 150,
     "RATE_LIMIT_HEADER": None,
     "SB_FORWARDED_FOR": False,
+    # GOTRUE_MFA_*: TOTP on (enrol and verify), 10 factors, 5-minute challenges and clean-up of
+    # abandoned enrolments, challenge and verify each limited to 15 a minute (burst 30).
+    "MFA_TOTP_ENROLL_ENABLED": True,
+    "MFA_TOTP_VERIFY_ENABLED": True,
+    "MFA_MAX_ENROLLED_FACTORS": 10,
+    "MFA_MAX_VERIFIED_FACTORS": 10,
+    "MFA_CHALLENGE_EXPIRY_DURATION": 300,
+    "MFA_FACTOR_EXPIRY_DURATION": 300,
+    "MFA_RATE_LIMIT_CHALLENGE_AND_VERIFY": 15,
     "CLOCK": time.time,
 }
 
 INT_KEYS = {"JWT_EXP", "FLOW_STATE_EXPIRY", "REFRESH_TOKEN_REUSE_INTERVAL",
-            "RATE_LIMIT_TOKEN_REFRESH"}
+            "RATE_LIMIT_TOKEN_REFRESH", "MFA_MAX_ENROLLED_FACTORS", "MFA_MAX_VERIFIED_FACTORS",
+            "MFA_CHALLENGE_EXPIRY_DURATION", "MFA_FACTOR_EXPIRY_DURATION",
+            "MFA_RATE_LIMIT_CHALLENGE_AND_VERIFY"}
 BOOL_KEYS = {"DISABLE_SIGNUP", "MAILER_AUTOCONFIRM", "REFRESH_TOKEN_ROTATION_ENABLED",
-             "MANUAL_LINKING", "SB_FORWARDED_FOR"}
+             "MANUAL_LINKING", "SB_FORWARDED_FOR", "MFA_TOTP_ENROLL_ENABLED",
+             "MFA_TOTP_VERIFY_ENABLED"}
+MIN_MFA_EXPIRY = 300  # ApplyDefaults raises shorter challenge and factor expiries to this
 MIN_FLOW_STATE_EXPIRY = 300
 # The external providers of the real server's /settings (besides email, phone, anonymous).
 KNOWN_PROVIDERS = (
@@ -96,6 +109,16 @@ def check_api_keys(config: dict[str, Any]) -> None:
             raise ValueError(f"{key} must look like {prefix}…, not {value!r}")
 
 
+def check_mfa(config: dict[str, Any]) -> None:
+    """Apply the real server's floors to the MFA expiries; refuse a limit that allows nothing."""
+    for key in ("MFA_CHALLENGE_EXPIRY_DURATION", "MFA_FACTOR_EXPIRY_DURATION"):
+        config[key] = max(config[key], MIN_MFA_EXPIRY)
+    if config["MFA_RATE_LIMIT_CHALLENGE_AND_VERIFY"] <= 0:
+        raise ValueError("MFA_RATE_LIMIT_CHALLENGE_AND_VERIFY must be a positive number of "
+                         "requests per minute, not "
+                         f"{config['MFA_RATE_LIMIT_CHALLENGE_AND_VERIFY']}")
+
+
 def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Return a complete, normalised config: defaults, then overrides, then derived values."""
     config = {**DEFAULTS, **(overrides or {})}
@@ -112,6 +135,7 @@ def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     config["GITHUB_URL"] = (config["GITHUB_URL"] or config["PUBLIC_URL"] + "/github").rstrip("/")
     config["PROVIDERS"] = enabled_providers(config["PROVIDERS"])
     check_rate_limit(config)
+    check_mfa(config)
     check_api_keys(config)
     config["GITHUB_REDIRECT_URI"] = (
         config["GITHUB_REDIRECT_URI"] or config["PUBLIC_URL"] + "/auth/v1/callback"

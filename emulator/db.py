@@ -47,11 +47,33 @@ CREATE TABLE IF NOT EXISTS sessions (
     user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     aal TEXT NOT NULL DEFAULT 'aal1',
     amr TEXT NOT NULL DEFAULT '[]',
+    factor_id TEXT,
     refreshed_at REAL,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user_id);
+CREATE TABLE IF NOT EXISTS mfa_factors (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    friendly_name TEXT NOT NULL DEFAULT '',
+    factor_type TEXT NOT NULL,
+    status TEXT NOT NULL,
+    secret TEXT NOT NULL DEFAULT '',
+    phone TEXT NOT NULL DEFAULT '',
+    last_challenged_at REAL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS mfa_factors_user ON mfa_factors (user_id, created_at);
+CREATE TABLE IF NOT EXISTS mfa_challenges (
+    id TEXT PRIMARY KEY,
+    factor_id TEXT NOT NULL REFERENCES mfa_factors (id) ON DELETE CASCADE,
+    ip_address TEXT NOT NULL,
+    verified_at REAL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS mfa_challenges_factor ON mfa_challenges (factor_id);
 CREATE TABLE IF NOT EXISTS refresh_tokens (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     token TEXT NOT NULL UNIQUE,
@@ -157,6 +179,9 @@ class Database:
         columns = {row[1] for row in self.conn.execute("PRAGMA table_info(flow_states)")}
         if "linking_target_id" not in columns:
             self.conn.execute("ALTER TABLE flow_states ADD COLUMN linking_target_id TEXT")
+        columns = {row[1] for row in self.conn.execute("PRAGMA table_info(sessions)")}
+        if "factor_id" not in columns:
+            self.conn.execute("ALTER TABLE sessions ADD COLUMN factor_id TEXT")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

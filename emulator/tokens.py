@@ -17,6 +17,10 @@ DECODE_OPTIONS = {
 }
 
 
+# Session methods that raise a session to aal2 (AMRClaim.IsAAL2Claim).
+AAL2_METHODS = frozenset({"totp", "mfa/phone", "mfa/webauthn"})
+
+
 class TokenError(Exception):
     """A bearer token that does not parse or verify; the text follows Go's jwt errors."""
 
@@ -48,6 +52,7 @@ class TokenService:
     def access_token(self, user: dict, session: dict, now: int) -> tuple[str, int]:
         """Issue an access token for a user and session; return (jwt, exp)."""
         exp = now + self.lifetime
+        aal, amr = assurance(session["amr"])
         claims = {
             "iss": self.issuer,
             "sub": user["id"],
@@ -59,8 +64,8 @@ class TokenService:
             "app_metadata": user["app_metadata"],
             "user_metadata": user["user_metadata"],
             "role": user["role"],
-            "aal": session["aal"],
-            "amr": session["amr"],
+            "aal": aal,
+            "amr": amr,
             "session_id": session["id"],
             "is_anonymous": user["is_anonymous"],
         }
@@ -106,6 +111,12 @@ class TokenService:
             raise TokenError("token has invalid claims: token is expired")
         if nbf is not None and (not isinstance(nbf, int | float) or now < nbf):
             raise TokenError("token has invalid claims: token is not valid yet")
+
+
+def assurance(amr: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """CalculateAALAndAMR: aal2 once a second factor is among the methods; newest first."""
+    aal = "aal2" if any(entry["method"] in AAL2_METHODS for entry in amr) else "aal1"
+    return aal, sorted(amr, key=lambda entry: entry["timestamp"], reverse=True)
 
 
 def api_key(role: str, secret: str) -> str:

@@ -78,8 +78,37 @@ def identity_json(row: sqlite3.Row) -> dict[str, Any]:
     return {k: v for k, v in body.items() if v is not None or k in {"identity_data"}}
 
 
-def user_json(user: dict[str, Any], rows: list[sqlite3.Row] | None) -> dict[str, Any]:
-    """Serialise a user in the real server's key order; rows=None gives ``identities: null``."""
+def factors(db: Database | sqlite3.Connection, user_id: str) -> list[sqlite3.Row]:
+    """Return a user's MFA factors (verified or not), oldest first."""
+    sql = "SELECT * FROM mfa_factors WHERE user_id = ? ORDER BY created_at, rowid"
+    if isinstance(db, Database):
+        return db.all(sql, (user_id,))
+    return db.execute(sql, (user_id,)).fetchall()
+
+
+def factor_json(row: sqlite3.Row) -> dict[str, Any]:
+    """Serialise a factor as models.Factor does: never the secret; an empty name is left out."""
+    body: dict[str, Any] = {
+        "id": row["id"],
+        "created_at": timestamp(row["created_at"]),
+        "updated_at": timestamp(row["updated_at"]),
+        "status": row["status"],
+        "friendly_name": row["friendly_name"],
+        "factor_type": row["factor_type"],
+        "phone": row["phone"],
+        "last_challenged_at": timestamp(row["last_challenged_at"]),
+    }
+    if not body["friendly_name"]:
+        del body["friendly_name"]
+    return body
+
+
+def user_json(user: dict[str, Any], rows: list[sqlite3.Row] | None,
+              factor_rows: list[sqlite3.Row] | None = None) -> dict[str, Any]:
+    """Serialise a user in the real server's key order; rows=None gives ``identities: null``.
+
+    ``factors`` is left out when there are none, as the real server's omitempty does.
+    """
     confirmed = [t for t in (user["email_confirmed_at"], user["phone_confirmed_at"]) if t]
     optional = {
         "email_confirmed_at": timestamp(user["email_confirmed_at"]),
@@ -94,6 +123,8 @@ def user_json(user: dict[str, Any], rows: list[sqlite3.Row] | None) -> dict[str,
         body[key] = optional[key]
     body["app_metadata"] = user["app_metadata"]
     body["user_metadata"] = user["user_metadata"]
+    if factor_rows:
+        body["factors"] = [factor_json(r) for r in factor_rows]
     body["identities"] = None if rows is None else [identity_json(r) for r in rows]
     body["created_at"] = timestamp(user["created_at"])
     body["updated_at"] = timestamp(user["updated_at"])
@@ -105,8 +136,8 @@ def user_json(user: dict[str, Any], rows: list[sqlite3.Row] | None) -> dict[str,
 
 
 def full_json(db: Database | sqlite3.Connection, user: dict[str, Any]) -> dict[str, Any]:
-    """Serialise a user with identities loaded."""
-    return user_json(user, identities(db, user["id"]))
+    """Serialise a user with identities and MFA factors loaded."""
+    return user_json(user, identities(db, user["id"]), factors(db, user["id"]))
 
 
 def new_user(now: float, aud: str, role: str, **fields: Any) -> dict[str, Any]:
