@@ -24,7 +24,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m emulator", description="Local Supabase Auth emulator + GitHub stand-in",
         epilog=f"Settings come from EMULATOR_<KEY> variables (see emulator/README.md): {settings}. "
                "POST /auth/v1/token is rate-limited by default (RATE_LIMIT_TOKEN_REFRESH=150 "
-               f"per 5 minutes, burst {ratelimit.BURST}, per client address).")
+               f"per 5 minutes, burst {ratelimit.BURST}, per client address). "
+               "Signing keys: python -m emulator keys list|rotate|revoke KID.")
     parser.add_argument("--host", default=DEFAULT_HOST, help="bind address (default loopback)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--reset", action="store_true", help="wipe the database first")
@@ -98,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         warn_exposed(args.host)
     app = create_app(config)
     print(f"Supabase Auth emulator on {config['PUBLIC_URL']} (API {config['PUBLIC_URL']}/auth/v1)")
-    print(f"Dashboard: {config['PUBLIC_URL']}/dashboard   GitHub stand-in: {config['GITHUB_URL']}")
+    print(f"Home: {config['PUBLIC_URL']}/   Dashboard: {config['PUBLIC_URL']}/dashboard   "
+          f"GitHub stand-in: {config['GITHUB_URL']}")
     print(limit_line(config))
     print("\n".join(env_lines(config)), flush=True)
     try:
