@@ -45,7 +45,7 @@ def make_app(emulator):
             "TESTING": True,
             "SECRET_KEY": SECRET,
             "SUPABASE_URL": emulator.url,
-            "SUPABASE_KEY": emulator.anon_key,
+            "SUPABASE_KEY": emulator.publishable_key,  # a new project's key
             "SITE_URL": SITE_URL,
             "GITHUB_API_URL": f"{emulator.url}/github/api/v3",
             "AUTH_PROVIDERS": "github,gitlab,google",

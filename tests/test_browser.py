@@ -85,7 +85,7 @@ def live_site() -> Iterator[LiveSite]:
             "TESTING": True,
             "SECRET_KEY": secrets.token_urlsafe(32),
             "SUPABASE_URL": emulator.url,
-            "SUPABASE_KEY": emulator.anon_key,
+            "SUPABASE_KEY": emulator.publishable_key,
             "SITE_URL": url,
             "AUTH_PROVIDERS": "github,gitlab",
             "GITHUB_API_URL": f"{emulator.url}/github/api/v3",
