@@ -11,13 +11,12 @@ import re
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.helpers import SECRET, Browser, csrf_token
-from tests.processes import emulator_process, free_port, gunicorn_process
+from tests.processes import emulator_process, free_port, gunicorn_process, status_of, workers
 
 LOAD_SECONDS = float(os.environ.get("LOAD_SECONDS", "10"))
 WARM_UP = min(4.0, LOAD_SECONDS / 3)
@@ -35,21 +34,12 @@ def stack(tmp_path_factory):
                           RATE_LIMIT_TOKEN_REFRESH=1_000_000_000) as emulator:
         # TESTING: the production guard rightly refuses the emulator's demo key otherwise.
         settings = {"TESTING": True, "SECRET_KEY": SECRET, "SITE_URL": app_url,
-                    "SUPABASE_URL": emulator.url, "SUPABASE_KEY": emulator.anon_key}
+                    "SUPABASE_URL": emulator.url, "SUPABASE_KEY": emulator.anon_key,
+                    # /account reads the GitHub profile: the stand-in's, not api.github.com.
+                    "GITHUB_API_URL": f"{emulator.url}/github/api/v3"}
         options = ["-w", "2", "-k", "gthread", "--threads", "4", "--log-level", "warning"]
         with gunicorn_process(app_url, settings, options=options) as gunicorn:
             yield {"app": app_url, "gunicorn": gunicorn}
-
-
-def workers(master: int) -> list[int]:
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-    return [int(pid) for pid in children]
-
-
-def status_of(pid: int) -> dict[str, int]:
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text()
-                  .splitlines() if ":" in line)
-    return {"threads": int(fields["Threads"]), "rss_kb": int(fields["VmRSS"].split()[0])}
 
 
 class Tally:

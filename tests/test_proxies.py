@@ -19,12 +19,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-from flask import Flask
-from flask.sessions import SecureCookieSessionInterface
 from supabase_auth.constants import STORAGE_KEY
 
 from tests.helpers import SECRET, csrf_token
-from tests.processes import emulator_process, free_port, gunicorn_process, stop, wait_for
+from tests.processes import (
+    emulator_process,
+    free_port,
+    gunicorn_process,
+    read_session,
+    stop,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -168,13 +173,7 @@ def site(tmp_path_factory) -> Iterator[Site]:
 
 def session_tokens(http: httpx.Client) -> dict:
     """The tokens in the browser's session cookie, read with the instances' shared key."""
-    cookie = http.cookies.get("session")
-    if cookie is None:
-        return {}
-    reader = Flask(__name__)
-    reader.secret_key = SECRET
-    serializer = SecureCookieSessionInterface().get_signing_serializer(reader)
-    return serializer.loads(cookie).get(STORAGE_KEY) or {}
+    return read_session(http.cookies.get("session"), SECRET).get(STORAGE_KEY) or {}
 
 
 def is_signed_in(page: str) -> bool:

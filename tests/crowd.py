@@ -1,0 +1,237 @@
+"""Many people at once for end-to-end tests: each has a session cookie and an address of their own.
+
+The load client stands in for the one trusted proxy in front of the app (TRUSTED_PROXY_COUNT=1):
+every request of a person carries ``X-Forwarded-For: <their address>``, a made-up 10.x.y.z value
+that is only a header value (all traffic goes to 127.0.0.1). One httpx.AsyncClient carries
+everyone's requests; it keeps no cookies itself, each Person keeps their own session cookie.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from http.cookies import SimpleCookie
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+from supabase_auth.constants import STORAGE_KEY
+from supabase_auth.helpers import decode_jwt
+
+from tests.helpers import SECRET, FormParser
+from tests.processes import read_session
+
+SIGNED_IN = 'action="/signout"'  # every page of a signed-in person has the sign-out form
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+TRY_AGAIN = re.compile(r'<a [^>]*href="([^"]*)"[^>]*>\s*Try again\s*</a>')
+MAX_HOPS = 10  # redirects in one sign-in round trip, at the most
+KEEPALIVE_SECONDS = 1.0  # half gunicorn's default --keep-alive
+
+
+def address(index: int) -> str:
+    """A distinct made-up client address per person: 10.0.0.1, 10.0.0.2, …"""
+    number = index + 1
+    return f"10.{number >> 16 & 255}.{number >> 8 & 255}.{number & 255}"
+
+
+def shared_client(connections: int = 64) -> httpx.AsyncClient:
+    """One connection pool for the whole crowd; its own cookie jar accepts nothing.
+
+    An idle connection is dropped after 1 s, before gunicorn closes it (its keep-alive is 2 s):
+    reusing one the server is closing at that moment fails without an answer.
+    """
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(60),
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections,
+                            keepalive_expiry=KEEPALIVE_SECONDS),
+        cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])))
+
+
+async def sleep_until(moment: float) -> None:
+    """Sleep until time.monotonic() reaches ``moment`` (not at all when it has)."""
+    await asyncio.sleep(max(0.0, moment - time.monotonic()))
+
+
+@dataclass(slots=True)
+class Visit:
+    """One answer of the app to a person, as they saw it (pages themselves are not kept)."""
+
+    person: int
+    path: str
+    sent: float  # time.monotonic() when the request left
+    seconds: float  # until the whole answer was in
+    status: int
+    signed_in: bool  # the page has the sign-out form
+    greeted: bool  # "Hello," (the home page of a signed-in person)
+    suspended: bool  # the page says the account was suspended
+    renewed: bool  # the answer set a new session cookie (e.g. after a check with Supabase)
+
+
+class Person:
+    """One browser: a session cookie, an address, and every answer the app gave it."""
+
+    def __init__(self, index: int, http: httpx.AsyncClient, app_url: str) -> None:
+        self.index = index
+        self.address = address(index)
+        self.login = f"person{index}"  # their GitHub stand-in account, where one is created
+        self.http = http
+        self.app_url = app_url
+        self.cookie: str | None = None
+        self.visits: list[Visit] = []
+        self.errors: Counter[str] = Counter()
+        self.csrf: str | None = None
+        self.callback_path: str | None = None
+        self.signed_in_at: float | None = None  # when the first signed-in page was asked for
+        self.signed_out_at: float | None = None  # when this person pressed Sign out
+
+    async def open(self, path: str, method: str = "GET",
+                   data: dict | None = None) -> tuple[httpx.Response, Visit]:
+        """Request ``path`` of the app as this person, without following redirects."""
+        headers = {"X-Forwarded-For": self.address}
+        if self.cookie is not None:
+            headers["Cookie"] = f"session={self.cookie}"
+        sent = time.monotonic()
+        response = await self.http.request(method, self.app_url + path, headers=headers,
+                                           data=data)
+        renewed = self._keep_cookie(response)
+        page = response.text
+        visit = Visit(self.index, urlsplit(path).path, sent, time.monotonic() - sent,
+                      response.status_code, SIGNED_IN in page, "Hello," in page,
+                      "suspended" in page, renewed)
+        self.visits.append(visit)
+        if visit.signed_in and (token := CSRF_FIELD.search(page)):
+            self.csrf = token.group(1)
+        return response, visit
+
+    async def follow(self, response: httpx.Response) -> tuple[httpx.Response, Visit | None]:
+        """Follow the app's redirects (same-site paths) to the page they lead to."""
+        visit = None
+        for _ in range(MAX_HOPS):
+            if not response.is_redirect:
+                return response, visit
+            location = response.headers["Location"].removeprefix(self.app_url)
+            assert location.startswith("/"), f"the app sent {self.index} off-site: {location}"
+            response, visit = await self.open(location)
+        raise AssertionError(f"more than {MAX_HOPS} redirects in the app")
+
+    async def start_sign_in(self) -> httpx.Response:
+        """Sign in with GitHub up to the app's answer at /callback (not followed further)."""
+        start, _ = await self.open("/signin/github")
+        assert start.status_code == 303, f"/signin/github answered {start.status_code}"
+        back = await self._through_provider(urljoin(self.app_url, start.headers["Location"]))
+        parts = urlsplit(back)
+        self.callback_path = f"{parts.path}?{parts.query}"
+        callback, _ = await self.open(self.callback_path)
+        return callback
+
+    async def land(self, callback: httpx.Response) -> Visit | None:
+        """The page the callback's redirect leads to; notes when the person is signed in."""
+        _, visit = await self.follow(callback)
+        if visit is not None and visit.status == 200 and visit.greeted:
+            self.signed_in_at = visit.sent
+        return visit
+
+    async def sign_in(self) -> Visit | None:
+        """The whole round trip; the page it lands on."""
+        return await self.land(await self.start_sign_in())
+
+    async def sign_out(self) -> Visit | None:
+        """Press Sign out on the last page; the page it lands on."""
+        assert self.csrf is not None, f"person {self.index} never saw a sign-out form"
+        self.signed_out_at = time.monotonic()
+        response, _ = await self.open("/signout", "POST",
+                                      {"csrf_token": self.csrf, "scope": "local"})
+        _, visit = await self.follow(response)
+        return visit
+
+    def user_id(self) -> str:
+        """The Supabase user id (the access token's ``sub``) from the session cookie."""
+        tokens = read_session(self.cookie, SECRET)[STORAGE_KEY]
+        return decode_jwt(tokens["access_token"])["payload"]["sub"]
+
+    def failed(self, error: Exception) -> None:
+        """Note a request that got no answer (or an answer a step could not use)."""
+        try:
+            request = error.request  # httpx errors carry the request that failed
+            where = f" ({request.method} {request.url.host}:{request.url.port}{request.url.path})"
+        except (AttributeError, RuntimeError):
+            where = ""
+        self.errors[f"{type(error).__name__}{where}: {str(error)[:120]}"] += 1
+
+    async def _through_provider(self, location: str) -> str:
+        """Follow Supabase and the GitHub stand-in (creating this person's account on its
+        consent page when it shows one) until they send the browser back; that address."""
+        for _ in range(MAX_HOPS):
+            if location.startswith(self.app_url):
+                return location
+            response = await self.http.get(location)
+            if response.status_code == 200:
+                response = await self._approve(response)
+            assert response.is_redirect, (
+                f"the emulator answered {response.status_code}: {response.text[:200]}")
+            location = urljoin(str(response.url), response.headers["Location"])
+        raise AssertionError(f"more than {MAX_HOPS} redirects on the way to the app")
+
+    async def _approve(self, consent: httpx.Response) -> httpx.Response:
+        parser = FormParser()
+        parser.feed(consent.text)
+        form = next(form for form in parser.forms if "state" in form["fields"])
+        fields = {**form["fields"], "action": "authorize", "new_login": self.login,
+                  "new_name": f"Person {self.index}", "new_email": f"{self.login}@example.com",
+                  "new_verified": "1"}
+        return await self.http.post(urljoin(str(consent.url), form["action"]), data=fields)
+
+    def _keep_cookie(self, response: httpx.Response) -> bool:
+        """Keep (or drop) the session cookie the answer sets; whether it set a new one."""
+        renewed = False
+        for header in response.headers.get_list("set-cookie"):
+            morsel = SimpleCookie(header).get("session")
+            if morsel is not None:
+                deleted = not morsel.value or morsel["max-age"] == "0"
+                self.cookie = None if deleted else morsel.value
+                renewed = not deleted
+        return renewed
+
+
+def try_again_link(page: str) -> str | None:
+    """The href of an error page's Try again button."""
+    match = TRY_AGAIN.search(page)
+    return html.unescape(match.group(1)) if match else None
+
+
+def visits_of(people: Iterable[Person]) -> list[Visit]:
+    """Every answer any of ``people`` saw."""
+    return [visit for person in people for visit in person.visits]
+
+
+def server_errors(visits: Iterable[Visit]) -> list[Visit]:
+    """The answers with a 5xx status."""
+    return [visit for visit in visits if visit.status >= 500]
+
+
+def errors_of(people: Iterable[Person]) -> Counter[str]:
+    """Requests that got no usable answer, by error, over everyone."""
+    total: Counter[str] = Counter()
+    for person in people:
+        total.update(person.errors)
+    return total
+
+
+def pages_signed_in(person: Person) -> list[Visit]:
+    """The answers from the person's first signed-in page up to (not including) Sign out."""
+    if person.signed_in_at is None:
+        return []
+    end = person.signed_out_at if person.signed_out_at is not None else float("inf")
+    return [visit for visit in person.visits if person.signed_in_at <= visit.sent < end]
+
+
+def wrongly_signed_out(person: Person) -> list[Visit]:
+    """Pages after sign-in that did not show the person signed in (the home page greets them)."""
+    return [visit for visit in pages_signed_in(person)
+            if visit.status != 200 or not visit.signed_in or (visit.path == "/"
+                                                                and not visit.greeted)]
