@@ -249,7 +249,7 @@ def audit_log() -> Response:
         columns, text = audit.parse_query(query)
     except ValueError as error:
         raise ApiError(400, "validation_failed", f"Invalid query scope: {query}") from error
-    rows, total = audit.find(get_db(), columns, text, page, per_page)
+    rows, total = audit.find(get_db(), [(columns, text)], page, per_page)
     headers = {"X-Total-Count": str(total),
                "Link": link_header(page, per_page, total, "/admin/audit")}
     return json_response([audit.entry_json(row) for row in rows], headers=headers)

@@ -126,20 +126,25 @@ def parse_query(query: str) -> tuple[tuple[str, ...], str]:
     return QUERY_SCOPES[scope], text
 
 
-def where(columns: tuple[str, ...], text: str) -> tuple[str, tuple[str, ...]]:
-    """SQL condition and arguments: any of the payload keys contains the text (ILIKE)."""
-    if not columns or not text:
-        return "1", ()
-    # The column names come from QUERY_SCOPES, never from the request.
-    condition = " OR ".join(f"lower(json_extract(payload, '$.{c}')) LIKE lower(?)"
-                            for c in columns)
-    return f"({condition})", tuple(f"%{text}%" for _ in columns)
+Filter = tuple[tuple[str, ...], str]  # payload keys, and the text one of them must contain
 
 
-def find(db: Any, columns: tuple[str, ...], text: str, page: int,
+def where(filters: list[Filter]) -> tuple[str, tuple[str, ...]]:
+    """SQL condition and arguments: for each filter, one of its payload keys has the text."""
+    conditions, args = ["1"], []
+    for columns, text in filters:
+        if columns and text:
+            # The key names come from QUERY_SCOPES or the code, never from the request.
+            conditions.append("(" + " OR ".join(
+                f"lower(json_extract(payload, '$.{c}')) LIKE lower(?)" for c in columns) + ")")
+            args += [f"%{text}%"] * len(columns)
+    return " AND ".join(conditions), tuple(args)
+
+
+def find(db: Any, filters: list[Filter], page: int,
          per_page: int) -> tuple[list[sqlite3.Row], int]:
     """FindAuditLogEntries: newest first, filtered, one page; also the total count."""
-    condition, args = where(columns, text)
+    condition, args = where(filters)
     total = db.one(f"SELECT count(*) FROM audit_log_entries WHERE {condition}", args)[0]  # noqa: S608
     rows = db.all(f"SELECT * FROM audit_log_entries WHERE {condition}"  # noqa: S608
                   " ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?",
