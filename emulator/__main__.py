@@ -1,5 +1,6 @@
-"""Command line: ``python -m emulator [--host] [--port] [--reset] [--print-env]``, and
-``python -m emulator keys list|rotate|revoke KID`` (see signing_keys_cli.py)."""
+"""Command line: ``python -m emulator [--host] [--port] [--reset] [--seed FILE] [--print-env]``,
+``python -m emulator keys list|rotate|revoke KID`` (see signing_keys_cli.py) and
+``python -m emulator export|import FILE`` (see datafile_cli.py)."""
 
 import argparse
 import ipaddress
@@ -8,7 +9,7 @@ import sys
 
 from werkzeug.serving import run_simple
 
-from . import close_app, create_app, db, ratelimit, signing_keys_cli
+from . import close_app, create_app, datafile_cli, db, ratelimit, signing_keys_cli
 from .config import DEFAULTS, from_environ, load
 from .serve import HeaderKeepingHandler
 from .tokens import api_key
@@ -29,6 +30,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default=DEFAULT_HOST, help="bind address (default loopback)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--reset", action="store_true", help="wipe the database first")
+    parser.add_argument("--seed", metavar="FILE",
+                        help="import this data file at start and on POST /emulator/v1/reset")
     parser.add_argument("--print-env", action="store_true",
                         help="print SUPABASE_URL / keys for the app and exit")
     return parser.parse_args(argv)
@@ -47,6 +50,8 @@ def is_loopback(host: str) -> bool:
 def settings_for(args: argparse.Namespace) -> dict:
     """Config from EMULATOR_* variables, with PUBLIC_URL following host and port."""
     overrides = from_environ(os.environ)
+    if args.seed:
+        overrides["SEED"] = args.seed
     public_host = args.host if is_loopback(args.host) else DEFAULT_HOST
     overrides.setdefault("PUBLIC_URL", f"http://{public_host}:{args.port}")
     return load(overrides)
@@ -87,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["keys"]:
         return signing_keys_cli.main(argv[1:])
+    if argv[:1] in (["export"], ["import"]):
+        return datafile_cli.main(argv)
     args = parse_args(argv)
     config = settings_for(args)
     if args.reset:

@@ -25,7 +25,7 @@ from flask import (
 )
 from werkzeug.exceptions import HTTPException
 
-from . import admin_api, audit, sessions, stand_in, users
+from . import admin_api, audit, mfa, sessions, stand_in, users
 from .db import get_db
 from .errors import ApiError
 from .forms import check_csrf
@@ -181,12 +181,6 @@ def session_rows(user_id: str) -> list[dict[str, Any]]:
             for row in rows]
 
 
-def factor_rows(user_id: str) -> list[sqlite3.Row] | None:
-    """The user's MFA factors, or None while this emulator has no MFA (users.factors)."""
-    read = getattr(users, "factors", None)
-    return None if read is None else read(get_db(), user_id)
-
-
 def github_tokens(user_id: str) -> int:
     """How many stand-in GitHub tokens the user's GitHub accounts hold."""
     return get_db().one(
@@ -210,7 +204,7 @@ def user_page(user_id: str) -> str:
     user = load_or_404(user_id)
     return render_template(
         "dashboard_user.html", user=user, identities=users.identities(get_db(), user_id),
-        sessions=session_rows(user_id), factors=factor_rows(user_id),
+        sessions=session_rows(user_id), factors=users.factors(get_db(), user_id),
         github_tokens=github_tokens(user_id), entries=recent_entries(user_id),
         bans=BAN_DURATIONS, pretty=lambda value: json.dumps(value, indent=2, sort_keys=True),
         banned=users.is_banned(user, current_app.config["CLOCK"]()),
@@ -332,6 +326,39 @@ def sign_out(user_id: str) -> Response:
     sessions.logout(user_id, None, "global")
     flash(f"Signed {who(user)} out of {count} session(s).", "success")
     return redirect(url_for("dashboard.user_page", user_id=user_id), 303)
+
+
+@bp.get("/users/<user_id>/factors/<factor_id>/remove")
+def confirm_factor(user_id: str, factor_id: str) -> str:
+    """Ask before removing an MFA factor."""
+    user, factor = load_factor_or_404(user_id, factor_id)
+    name = factor["friendly_name"] or factor["factor_type"].upper()
+    return render_template(
+        "dashboard_confirm.html", user=user, button="Remove factor",
+        title=f"Remove the factor “{name}” of {display_name(user)}?",
+        message="Sessions that reached aal2 with it drop to aal1; they can enrol again.",
+        action=url_for("dashboard.remove_factor", user_id=user_id, factor_id=factor_id))
+
+
+@bp.post("/users/<user_id>/factors/<factor_id>/remove")
+def remove_factor(user_id: str, factor_id: str) -> Response:
+    """Delete the factor with the admin API's code (a factor_deleted entry)."""
+    check_csrf()
+    user, factor = load_factor_or_404(user_id, factor_id)
+    mfa.delete_factor(user_id, factor["id"])
+    flash(f"Removed the factor {factor['friendly_name'] or factor['id']} of {who(user)}.",
+          "success")
+    return redirect(url_for("dashboard.user_page", user_id=user_id), 303)
+
+
+def load_factor_or_404(user_id: str, factor_id: str) -> tuple[dict[str, Any], sqlite3.Row]:
+    """The user and one of their factors, or a 404 page."""
+    user = load_or_404(user_id)
+    factor = next((row for row in users.factors(get_db(), user_id) if row["id"] == factor_id),
+                  None)
+    if factor is None:
+        abort(404, "This user has no such factor; it may have been removed.")
+    return user, factor
 
 
 def revoke_github(conn: sqlite3.Connection, user: dict[str, Any], _now: float) -> str:

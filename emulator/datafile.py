@@ -7,8 +7,8 @@ A data file is one JSON object (see README.md, "Data in and out")::
      "stand_in_accounts": [{"provider": "github", "id": 583231, "login": "octocat", …}, …]}
 
 Users keep their ids, so sessions, tokens and app data that name them stay meaningful across
-an export and an import. Sessions, refresh tokens, flow states, the audit log and stand-in
-codes and tokens are not part of the file.
+an export and an import. Sessions, refresh tokens, MFA factors, flow states, the audit log and
+stand-in codes and tokens are not part of the file.
 """
 
 import datetime
@@ -51,8 +51,13 @@ def export_data(now: float) -> dict[str, Any]:
     rows = db.all("SELECT * FROM users ORDER BY created_at, id")
     accounts = db.all("SELECT * FROM stand_in_accounts ORDER BY provider, created_at, id")
     return {"format": FORMAT, "version": VERSION, "exported_at": users.timestamp(now),
-            "users": [users.full_json(db, users.from_row(row)) for row in rows],
+            "users": [user_json(db, users.from_row(row)) for row in rows],
             "stand_in_accounts": [account_json(row) for row in accounts]}
+
+
+def user_json(db: Any, user: dict[str, Any]) -> dict[str, Any]:
+    """The admin API's user JSON without MFA factors (their secrets never leave the server)."""
+    return {k: v for k, v in users.full_json(db, user).items() if k != "factors"}
 
 
 # --- reading a file ----------------------------------------------------------------------------

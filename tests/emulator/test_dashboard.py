@@ -251,3 +251,35 @@ def test_navigation_links_the_other_pages(client):
 def test_the_service_key_is_never_shown(client, user_id):
     for path in ("/dashboard", f"/dashboard/users/{user_id}", "/dashboard/audit"):
         assert keys.SERVICE_ROLE_KEY not in page(client, path)
+
+
+def enrol(client, session, name="Phone app"):
+    response = client.post("/auth/v1/factors", headers=bearer(session),
+                           json={"factor_type": "totp", "friendly_name": name})
+    assert response.status_code == 200, response.json
+    return response.json["id"]
+
+
+def test_factors_are_listed_and_removed_after_asking(client, admin, session, user_id):
+    factor_id = enrol(client, session)
+    html = page(client, f"/dashboard/users/{user_id}")
+    assert "Phone app" in html and factor_id in html and "unverified" in html
+    confirm = page(client, f"/dashboard/users/{user_id}/factors/{factor_id}/remove")
+    assert "Remove the factor “Phone app” of The Octocat?" in confirm
+    assert ">Remove factor</button>" in confirm
+    html = post(client, f"/dashboard/users/{user_id}/factors/{factor_id}/remove") \
+        .get_data(as_text=True)
+    assert "Removed the factor Phone app of octocat@example.com." in html
+    assert "No factors enrolled." in html
+    assert "factors" not in client.get("/auth/v1/user", headers=bearer(session)).json
+    latest = client.get("/auth/v1/admin/audit", headers=admin).json[0]
+    assert (latest["payload"]["action"], latest["payload"]["actor_id"]) == \
+        ("factor_deleted", user_id)
+    assert latest["ip_address"] == "127.0.0.1"
+
+
+def test_removing_an_unknown_factor_is_a_404_page(client, user_id):
+    path = f"/dashboard/users/{user_id}/factors/00000000-0000-0000-0000-000000000009/remove"
+    assert "no such factor" in page(client, path, 404)
+    response = client.post(path, data={"csrf_token": csrf(client)})
+    assert response.status_code == 404

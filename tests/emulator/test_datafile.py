@@ -186,3 +186,17 @@ def test_http_export_and_import(client, make_app, admin):
 def test_only_the_service_key_drives_the_emulator(client, headers, status):
     assert client.post("/emulator/v1/reset", headers=headers).status_code == status
     assert client.get("/emulator/v1/export", headers=headers).status_code == status
+
+
+def test_factors_stay_out_of_the_file(client, app, sign_in):
+    session = sign_in()
+    client.post("/auth/v1/factors", headers=bearer(session), json={"factor_type": "totp"})
+    assert "factors" in client.get("/auth/v1/user", headers=bearer(session)).json
+    assert "factors" not in export(app)["users"][0]
+
+
+def test_the_secret_key_drives_the_emulator_too(client):
+    response = client.get("/emulator/v1/export", headers={"apikey": keys.SECRET_KEY})
+    assert response.status_code == 200
+    assert client.get("/emulator/v1/export",
+                      headers={"apikey": keys.PUBLISHABLE_KEY}).status_code == 403
