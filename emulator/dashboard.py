@@ -71,7 +71,7 @@ def when(value: float | None) -> str:
     return users.timestamp(value)[:16].replace("T", " ") + " UTC"
 
 
-@bp.context_processor
+@bp.app_context_processor
 def page_helpers() -> dict[str, Any]:
     """Names every dashboard template uses."""
     views = current_app.view_functions

@@ -283,3 +283,22 @@ def test_removing_an_unknown_factor_is_a_404_page(client, user_id):
     assert "no such factor" in page(client, path, 404)
     response = client.post(path, data={"csrf_token": csrf(client)})
     assert response.status_code == 404
+
+
+def test_the_signing_keys_page_shares_the_dashboard(client):
+    html = page(client, "/dashboard/signing-keys")
+    assert 'href="/static/emulator.css"' in html and "<style" not in html
+    assert '<a href="/dashboard/signing-keys" aria-current="page">Signing keys</a>' in html
+
+
+def test_the_home_page_links_the_users_and_the_audit_log(client):
+    html = page(client, "/")
+    assert 'href="/dashboard"' in html and 'href="/dashboard/audit"' in html
+    assert "<style" not in html
+
+
+def test_the_consent_page_uses_the_stylesheet(make_app):
+    client = make_app(GITHUB_AUTO_LOGIN=None).test_client()
+    html = page(client, "/github/login/oauth/authorize?client_id=emulator-github-client-id"
+                        "&state=s&scope=user:email")
+    assert 'href="/static/emulator.css"' in html and "<style" not in html
