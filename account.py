@@ -42,12 +42,14 @@ MANUAL_LINKING_OFF = (
 @bp.get("")
 @login_required
 def index():
-    """Profile, provider, identities, last sign-in and GitHub data, fresh from Supabase."""
+    """Profile, provider, identities, last sign-in, GitHub data and authenticator apps, fresh
+    from Supabase (one GET /user, which lists the factors too)."""
     user = _fresh_user()
     linked = {identity.provider for identity in user.identities or []}
     linkable = [p for p in auth.enabled_providers() if p["id"] not in linked]
+    factors = [f for f in user.factors or () if f.factor_type == "totp" and f.status == "verified"]
     return render_template("account.html", user=user, linkable=linkable,
-                           github=_github_section(linked))
+                           github=_github_section(linked), factors=factors)
 
 
 @bp.post("/link/<provider>")

@@ -16,6 +16,7 @@ import config
 import roles
 import security
 import supabase_client
+import two_factor
 from flask_storage import CheckedCookieSessionInterface
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     supabase_client.init_app(app)
     security.init_app(app)
     auth.init_app(app)
+    two_factor.init_app(app)  # after auth: its check needs the user
     app.register_blueprint(pages)
     app.register_blueprint(account.bp)
     app.register_blueprint(roles.bp)

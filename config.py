@@ -24,6 +24,9 @@ DEFAULTS = {
     "AUTH_PROVIDERS": "github",
     "AUTH_SCOPES": "",  # e.g. "github:read:user repo,gitlab:read_user"
     "AUTH_REVALIDATE_SECONDS": 60,
+    # Every signed-in page needs two-factor authentication (aal2); people without a factor are
+    # asked to set one up first. Off: only views marked @aal2_required need it.
+    "AUTH_REQUIRE_MFA": False,
     "GITHUB_API_URL": "https://api.github.com",  # GitHub Enterprise: https://<host>/api/v3
     # Proxies in front of the app that set X-Forwarded-For/-Proto/-Host (0: none, trust nothing).
     "TRUSTED_PROXY_COUNT": 0,
@@ -41,6 +44,17 @@ DEFAULTS = {
     "WTF_CSRF_TIME_LIMIT": None,
 }
 
+
+def boolean(raw: str) -> bool:
+    """An on/off setting from the environment: true/false, 1/0, yes/no or on/off."""
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
 # Environment variable -> how to read it. Names follow Supabase's docs where they have one.
 ENVIRONMENT = {
     "SUPABASE_URL": str,
@@ -53,6 +67,7 @@ ENVIRONMENT = {
     "AUTH_PROVIDERS": str,
     "AUTH_SCOPES": str,
     "AUTH_REVALIDATE_SECONDS": int,
+    "AUTH_REQUIRE_MFA": boolean,
     "GITHUB_API_URL": str,
     "TRUSTED_PROXY_COUNT": int,
     "TRUSTED_HOSTS": str,

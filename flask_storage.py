@@ -31,6 +31,11 @@ TOKEN_FIELDS = ("access_token", "refresh_token", "expires_at")
 # encrypted (Fernet, key derived from SECRET_KEY): reading the cookie does not reveal it.
 PROVIDER_TOKEN = "provider_token"  # noqa: S105 - a field name, not a secret
 
+# How many verified MFA factors the user had when Supabase last answered (token responses and
+# GET /user carry the factors); left out when none. It tells whether the next level is aal2
+# without a call per request. Never the factors themselves, and never a secret.
+MFA_FACTORS = "mfa_factors"
+
 
 class FlaskSessionStorage(SyncSupportedStorage):
     """Keeps supabase_auth's items in ``flask.session``, trimming the session to fit a cookie."""
@@ -132,7 +137,17 @@ def _compact(raw_session: str, previous: dict | None) -> dict:
         kept[PROVIDER_TOKEN] = _fernet().encrypt(data[PROVIDER_TOKEN].encode()).decode()
     elif previous and PROVIDER_TOKEN in previous and _same_user(previous, data):
         kept[PROVIDER_TOKEN] = previous[PROVIDER_TOKEN]  # a refresh: Supabase sends none
+    factors = verified_factors(data["user"].get("factors"))
+    if factors:
+        kept[MFA_FACTORS] = factors
     return kept
+
+
+def verified_factors(factors) -> int:
+    """How many of a user's MFA factors (JSON objects or supabase_auth Factors) are verified."""
+    statuses = (factor.get("status") if isinstance(factor, dict) else
+                getattr(factor, "status", None) for factor in factors or ())
+    return sum(status == "verified" for status in statuses)
 
 
 def _same_user(previous: dict, data: dict) -> bool:

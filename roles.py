@@ -8,6 +8,8 @@ from functools import wraps
 from flask import Blueprint, abort, render_template
 from flask_login import current_user, login_required
 
+from two_factor import aal2_required
+
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
@@ -34,6 +36,7 @@ def role_required(*roles: str) -> Callable:
 
 @bp.get("")
 @role_required("admin")
+@aal2_required
 def index():
-    """The example page only admins see."""
+    """The example page only admins see, after a code from their authenticator app."""
     return render_template("admin.html")

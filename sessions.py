@@ -5,7 +5,11 @@ Three kinds of call, chosen to spend as little of Supabase's budget as the promi
 - every AUTH_REVALIDATE_SECONDS: GET /auth/v1/user, which Supabase does not rate-limit and which
   refuses a banned, deleted or signed-out session;
 - about once per token lifetime: a refresh (POST /auth/v1/token, the rate-limited one), when
-  the token is about to expire or when /user shows app_metadata the token does not have yet.
+  the token is about to expire or when /user shows app_metadata the token does not have yet,
+  or that a verified MFA factor was removed while the token still says aal2.
+
+/user also tells how many verified MFA factors the person has; the cookie keeps that number, so
+whether a person at aal1 must answer a challenge is known on every request without a call.
 
 When Supabase cannot answer, the person is served from their still-valid token and the check
 is retried after a back-off; only an expired token that cannot be refreshed gives a 503.
@@ -18,12 +22,13 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-from flask import current_app, session
+from flask import current_app, flash, session
+from supabase_auth.constants import STORAGE_KEY
 from supabase_auth.errors import AuthInvalidJwtError
 from supabase_auth.helpers import decode_jwt
 from werkzeug.exceptions import ServiceUnavailable
 
-from flask_storage import stored_tokens
+from flask_storage import MFA_FACTORS, stored_tokens, verified_factors
 from supabase_client import extension, get_supabase
 from supabase_errors import REFRESH_ENDING, SESSION_ENDING, SUPABASE_ERRORS, Failure, classify
 from tokens import InvalidToken, KeysUnavailable, UnknownSigningKey, freeze
@@ -88,8 +93,26 @@ def _revalidate(tokens: dict, claims: Mapping) -> Mapping:
     if freeze(user.app_metadata or {}) != claims.get("app_metadata", {}):
         log.info("app_metadata changed in Supabase: refreshing so the token carries it")
         return _refresh(tokens, valid_claims=claims)
-    _mark_checked(tokens)
+    factors = verified_factors(user.factors)
+    if claims.get("aal") == "aal2" and factors < max(tokens.get(MFA_FACTORS, 0), 1):
+        # Removed in the dashboard or by the admin API: the session may be aal1 now.
+        log.info("a verified MFA factor was removed: refreshing so the token says the level")
+        return _refresh(tokens, valid_claims=claims)
+    _mark_checked(tokens, factors)
     return claims
+
+
+def refresh_now(claims: Mapping) -> None:
+    """Refresh at once after a change Supabase made to this session (a factor removed here);
+    while Supabase is away the person keeps the current token, as on any refresh."""
+    tokens = stored_tokens()
+    if tokens is None:
+        return
+    try:
+        _refresh(tokens, valid_claims=claims)
+    except SessionEnded as ended:
+        session.pop(STORAGE_KEY, None)
+        flash(str(ended), "warning")
 
 
 def _refresh(tokens: dict, valid_claims: Mapping | None) -> Mapping:
@@ -124,11 +147,11 @@ def _confirmed_by_server(tokens: dict) -> Mapping:
     if time.time() >= claims["exp"] - _margin(claims):
         return freeze(claims)  # the refresh that follows asks the server anyway
     try:
-        get_supabase().auth.get_user(tokens["access_token"])
+        user = get_supabase().auth.get_user(tokens["access_token"]).user
     except SUPABASE_ERRORS as error:
         # Unverified, the token cannot vouch for the person while Supabase is away.
         unavailable("checking your session", error, _not_answered(error, "checking a token"))
-    _mark_checked(tokens)
+    _mark_checked(tokens, verified_factors(user.factors))
     return extension().tokens.remember(tokens["access_token"], claims)
 
 
@@ -171,8 +194,12 @@ def supabase_call(doing: str, expected: frozenset[str] = frozenset()) -> Iterato
         unavailable(doing, error, failure)
 
 
-def _mark_checked(tokens: dict) -> None:
+def _mark_checked(tokens: dict, factors: int) -> None:
     tokens[CHECKED_AT] = int(time.time())
+    if factors:
+        tokens[MFA_FACTORS] = factors
+    else:
+        tokens.pop(MFA_FACTORS, None)
     session.modified = True  # a nested change: Flask would not notice it
 
 

@@ -13,6 +13,7 @@ from html.parser import HTMLParser
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+import pyotp
 from flask import Flask
 from werkzeug.serving import make_server
 
@@ -157,3 +158,21 @@ def csrf_token(page_html: str) -> str:
     match = re.search(r'name="csrf_token" value="([^"]+)"', page_html)
     assert match, "no CSRF token on the page"
     return match.group(1)
+
+
+def set_up_authenticator(client, name: str = "Phone",
+                         clock: Callable[[], float] = time.time) -> tuple[str, str]:
+    """Set up an authenticator app on /account as a person does: read the secret off the page,
+    enter its current code. Returns (secret, factor id); the session is at aal2 afterwards."""
+    page = client.get("/account/two-factor").get_data(as_text=True)
+    shown = client.post("/account/two-factor", data={"csrf_token": csrf_token(page), "name": name})
+    body = shown.get_data(as_text=True)
+    assert shown.status_code == 200, body[:500]
+    grouped = re.search(r'<code class="secret"[^>]*>([A-Z2-7 ]+)</code>', body).group(1)
+    secret = grouped.replace(" ", "")
+    factor_id = re.search(r"/account/two-factor/([0-9a-f-]{36})/confirm", body).group(1)
+    code = pyotp.TOTP(secret).at(clock())
+    done = client.post(f"/account/two-factor/{factor_id}/confirm",
+                       data={"csrf_token": csrf_token(body), "code": code})
+    assert done.status_code == 302, done.get_data(as_text=True)[:500]
+    return secret, factor_id

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+import pyotp
 import pytest
 
 from app import create_app
@@ -61,12 +64,23 @@ def chromium():
     playwright.stop()
 
 
+class EmulatorClock:
+    """The emulator's CLOCK: real time plus what a test adds (to let a challenge expire)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
 class LiveSite:
     """The app on a real port, and the emulator whose SITE_URL is that port."""
 
-    def __init__(self, url: str, emulator) -> None:
+    def __init__(self, url: str, emulator, clock: EmulatorClock) -> None:
         self.url = url
         self.emulator = emulator
+        self.clock = clock
 
 
 @pytest.fixture
@@ -75,11 +89,13 @@ def live_site() -> Iterator[LiveSite]:
     from emulator.serve import start_background
 
     emulators = []
+    clock = EmulatorClock()
 
     def build(url: str):
         # The emulator's SITE_URL is the app's address, known once the server is bound.
         emulator = start_background({"DATABASE": ":memory:", "SITE_URL": url,
-                                     "PROVIDERS": "github,gitlab", "MANUAL_LINKING": True})
+                                     "PROVIDERS": "github,gitlab", "MANUAL_LINKING": True,
+                                     "CLOCK": clock})
         emulators.append(emulator)
         return create_app({
             "TESTING": True,
@@ -92,7 +108,7 @@ def live_site() -> Iterator[LiveSite]:
         })
 
     with live_server(build) as (url, _app):
-        yield LiveSite(url, emulators[0])
+        yield LiveSite(url, emulators[0], clock)
     emulators[0].stop()
 
 
@@ -210,3 +226,82 @@ def test_link_a_second_provider_see_github_and_sign_out_everywhere(page, live_si
     page.wait_for_url(live_site.url + "/")
     expect(page.get_by_role("status")).to_have_text("You have been signed out.")
     expect(page.get_by_role("button", name="Sign in with GitHub")).to_be_visible()
+
+
+def make_admin(site: LiveSite, login: str) -> None:
+    """Give a stand-in account's user the admin role through the admin API, as the team does."""
+    key = site.emulator.service_role_key
+    headers = {"apikey": key, "Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=f"{site.emulator.url}/auth/v1", headers=headers, timeout=5) as api:
+        users = api.get("/admin/users", params={"filter": f"{login}@"}).json()["users"]
+        api.put(f"/admin/users/{users[0]['id']}", json={"app_metadata": {"role": "admin"}})
+
+
+def enter_code(page, code: str) -> None:
+    page.get_by_label("Six-digit code").fill(code)
+    page.get_by_role("button", name="Continue").click()
+
+
+def test_two_factor_set_up_then_the_challenge_on_the_next_sign_in(page, live_site):
+    """Set up an authenticator app, sign out, sign in with GitHub, answer the challenge (a
+    wrong code, an expired check, then the right code) to reach /admin; a replay is refused."""
+    console = []
+    page.on("console", lambda message: console.append(message))
+    site = live_site
+    page.goto(site.url + "/")
+    start_sign_in(page, site)
+    page.get_by_role("button", name="Authorize", exact=True).click()
+    page.wait_for_url(site.url + "/")
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Account").click()
+    section = page.get_by_role("region", name="Two-factor authentication")
+    expect(section).to_contain_text("Off.")
+    section.get_by_label("Name it").fill("Phone")
+    section.get_by_role("button", name="Set up an authenticator app").click()
+    expect(page.get_by_role("heading", name="Add “Phone”")).to_be_visible()
+    qr = page.get_by_role("img", name="QR code for your authenticator app")
+    expect(qr).to_be_visible()
+    assert qr.evaluate("image => image.complete && image.naturalWidth > 0")
+    secret = page.get_by_label("Secret key").inner_text().replace(" ", "")
+    totp = pyotp.TOTP(secret)
+    page.get_by_label("Six-digit code").fill(totp.at(site.clock()))
+    page.get_by_role("button", name="Turn on two-factor authentication").click()
+    page.wait_for_url(site.url + "/account")
+    expect(page.get_by_role("status")).to_contain_text("Two-factor authentication is on")
+    expect(section.get_by_role("cell", name="Phone", exact=True)).to_be_visible()
+    assert csp_errors(console) == []
+
+    page.get_by_role("navigation", name="Main").get_by_role("button", name="Sign out").click()
+    page.wait_for_url(site.url + "/")
+    make_admin(site, "octocat")
+    start_sign_in(page, site)
+    page.get_by_role("button", name="Authorize", exact=True).click()
+    page.wait_for_url(site.url + "/two-factor?next=/")
+    page.goto(site.url + "/admin")  # an aal2 page: the challenge first, then back here
+    page.wait_for_url(site.url + "/two-factor?next=/admin")
+    expect(page.get_by_role("heading", name="Enter the code from your authenticator app")) \
+        .to_be_visible()
+
+    enter_code(page, next(code for code in ("000000", "111111", "222222")
+                          if code not in {totp.at(site.clock() + s) for s in (-30, 0, 30)}))
+    expect(page.get_by_role("alert")).to_contain_text(
+        "That code is not right. You can try 4 more times.")
+
+    site.clock.offset = 301  # the check lasts five minutes at Supabase
+    enter_code(page, totp.at(site.clock()))
+    expect(page.get_by_role("alert")).to_contain_text("That took too long")
+
+    captured = page.context.cookies()  # the browser's state before the right code
+    code = totp.at(site.clock())
+    enter_code(page, code)
+    page.wait_for_url(site.url + "/admin")
+    expect(page.get_by_role("heading", name="Admin")).to_be_visible()
+
+    page.context.clear_cookies()
+    page.context.add_cookies(captured)  # someone replays the captured state and code
+    page.goto(site.url + "/two-factor?next=/admin")
+    enter_code(page, code)
+    expect(page.get_by_role("alert")).to_contain_text("That code was already used.")
+    page.goto(site.url + "/admin")
+    page.wait_for_url(re.compile(r"/two-factor\?next=/admin$"))  # still not aal2
+    assert csp_errors(console) == []

@@ -7,7 +7,7 @@ from supabase_auth.constants import STORAGE_KEY
 from supabase_auth.helpers import decode_jwt
 
 from roles import role_required
-from tests.helpers import Browser
+from tests.helpers import Browser, set_up_authenticator
 
 
 def user_id_of(client) -> str:
@@ -49,12 +49,15 @@ def test_people_without_the_role_get_a_403_page(team_member):
     assert "for the site&#39;s team" in response.get_data(as_text=True)
 
 
-def test_admins_see_the_page_and_the_link(team_member):
+def test_admins_see_the_page_and_the_link_once_at_aal2(team_member):
     client = team_member("admin")
+    assert 'href="/admin"' in client.get("/").get_data(as_text=True)
+    response = client.get("/admin")  # @aal2_required: set up an authenticator app first
+    assert response.headers["Location"] == "/account/two-factor?next=/admin"
+    set_up_authenticator(client)
     response = client.get("/admin")
     assert response.status_code == 200
     assert "<strong>admin</strong>" in response.get_data(as_text=True)
-    assert 'href="/admin"' in client.get("/").get_data(as_text=True)
 
 
 @pytest.mark.parametrize("role, status", [("editor", 200), ("admin", 200), ("viewer", 403),
