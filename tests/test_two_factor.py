@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import re
 import time
+from urllib.parse import quote
 
 import httpx
 import pyotp
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from supabase_auth.constants import STORAGE_KEY
 from supabase_auth.errors import AuthApiError
 from supabase_auth.helpers import decode_jwt
@@ -17,6 +20,10 @@ from supabase_auth.helpers import decode_jwt
 import two_factor
 from flask_storage import MFA_FACTORS
 from tests.helpers import SITE_URL, Browser, csrf_token, set_up_authenticator
+
+FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+hostile = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=40)
 
 
 class Clock:
@@ -564,3 +571,30 @@ def test_no_call_to_supabase_per_request_at_either_level(client, returning, emul
         assert calls == []
     finally:
         http.event_hooks["request"].pop()
+
+
+# --- hostile input ---------------------------------------------------------------------------
+
+
+@FUZZ
+@given(code=hostile)
+def test_any_code_at_the_challenge_is_never_a_500_nor_an_unearned_aal2(client, returning, code):
+    page = client.get("/two-factor").get_data(as_text=True)  # signed out after five tries
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    response = client.post("/two-factor", data={"csrf_token": token.group(1) if token else "",
+                                                "code": code, "next": code})
+    assert response.status_code < 500
+    assert aal_of(client) in (None, "aal1")
+
+
+@FUZZ
+@given(factor=hostile.filter(bool), code=hostile)
+def test_any_factor_id_in_the_account_pages_is_never_a_500(client, enrolled, factor, code):
+    page = client.get("/account").get_data(as_text=True)
+    segment = quote(factor, safe="")
+    for response in (client.get(f"/account/two-factor/{segment}/remove"),
+                     client.post(f"/account/two-factor/{segment}/confirm",
+                                 data={"csrf_token": csrf_token(page), "code": code}),
+                     client.get(f"/two-factor?factor={segment}&next={segment}")):
+        assert response.status_code < 500
+    assert tokens_of(client)[MFA_FACTORS] == 1
