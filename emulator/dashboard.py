@@ -68,7 +68,7 @@ def when(value: float | None) -> str:
     """Unix seconds as a short UTC time for people (the exact time goes in <time datetime>)."""
     if value is None:
         return "—"
-    return users.timestamp(value)[:16].replace("T", " ") + " UTC"
+    return users.timestamp(value)[:19].replace("T", " ") + " UTC"
 
 
 @bp.app_context_processor

@@ -111,3 +111,12 @@ def signed_in(browser, github_account):
     response = browser.sign_in(login)
     assert response.status_code == 302, response.get_data(as_text=True)
     return login
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Debian's chromium through Playwright, once per module (see tests/browsers.py)."""
+    from tests.browsers import launched
+
+    with launched() as browser:
+        yield browser

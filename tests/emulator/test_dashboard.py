@@ -95,7 +95,7 @@ def test_status_column(client, admin, user_id, clock):
     client.put(f"/auth/v1/admin/users/{user_id}", headers=admin, json={"ban_duration": "1h"})
     html = page(client)
     assert "badge-unconfirmed" in html
-    assert "banned until 2027-01-15 09:00 UTC" in html
+    assert "banned until 2027-01-15 09:00:00 UTC" in html
 
 
 def test_user_page_shows_identities_metadata_and_sessions(client, session, user_id):
@@ -302,3 +302,11 @@ def test_the_consent_page_uses_the_stylesheet(make_app):
     html = page(client, "/github/login/oauth/authorize?client_id=emulator-github-client-id"
                         "&state=s&scope=user:email")
     assert 'href="/static/emulator.css"' in html and "<style" not in html
+
+
+def test_the_flash_cookie_never_replaces_the_apps_session(client, user_id):
+    """Cookies ignore ports: the emulator's must not be called "session" like the app's."""
+    response = client.post(f"/dashboard/users/{user_id}/role",
+                           data={"csrf_token": csrf(client), "role": "admin"})
+    cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith("emulator_flash=") and "Path=/dashboard" in cookie
