@@ -20,7 +20,7 @@ from typing import Any
 
 from flask import Flask, current_app
 
-from . import ratelimit, stand_in, users
+from . import mfa, ratelimit, stand_in, users
 from .config import KNOWN_PROVIDERS
 from .db import get_db
 
@@ -267,7 +267,8 @@ def reset(data: Any = None) -> dict[str, int]:
             if source is not None:
                 for key, value in import_into(conn, source, now).items():
                     counts[key] += value
-    ratelimit.init_app(app)  # fresh /token buckets too
+    ratelimit.init_app(app)  # fresh /token buckets,
+    mfa.init_app(app)  # and fresh MFA challenge and verify buckets
     return counts
 
 
