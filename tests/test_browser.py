@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import time
@@ -14,54 +13,12 @@ import pyotp
 import pytest
 
 from app import create_app
+from tests.browsers import bounded_context, expect
 from tests.helpers import live_server
 
-try:
-    from playwright.sync_api import expect, sync_playwright
-except ImportError:  # reported by the ``chromium`` fixture: a failure in CI, a skip elsewhere
-    expect = sync_playwright = None
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-OFF_LOOPBACK = re.compile(r"^(?!http://127\.0\.0\.1:)")
-WAIT_MS = 10_000  # the longest any single step may take
 SCREENSHOT = Path("/tmp/signed-in.png")  # noqa: S108 - a fixed place for people to look at
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(60)]
-
-
-def _no_browser(reason: str) -> None:
-    """CI must run the browser tests; elsewhere they are skipped with the reason."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; CI must run the browser tests (.ci/run installs chromium)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    """Debian's chromium, driven by Playwright, for this module's tests."""
-    if not CHROMIUM.exists():
-        _no_browser(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    if sync_playwright is None:
-        _no_browser("Playwright for Python is not installed (requirements-dev.txt)")
-    playwright = sync_playwright().start()
-    try:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
-                                             timeout=WAIT_MS)
-    except BaseException:
-        playwright.stop()
-        raise
-    yield browser
-    browser.close()
-    playwright.stop()
 
 
 class EmulatorClock:
@@ -115,15 +72,8 @@ def live_site() -> Iterator[LiveSite]:
 @pytest.fixture
 def page(chromium, live_site):
     """A fresh browser context (no cookies), every wait bounded, nothing beyond loopback."""
-    expect.set_options(timeout=WAIT_MS)
-    context = chromium.new_context()
-    # Everything the pages need is served on loopback; anything else would leave the machine.
-    context.route(OFF_LOOPBACK, lambda route: route.abort())
-    context.set_default_timeout(WAIT_MS)
-    context.set_default_navigation_timeout(WAIT_MS)
-    page = context.new_page()
-    yield page
-    context.close()
+    with bounded_context(chromium) as context:
+        yield context.new_page()
 
 
 def csp_errors(messages) -> list[str]:
