@@ -2,11 +2,12 @@
 
 from flask import Blueprint, Response, current_app, flash, redirect, render_template, url_for
 
-from . import users
+from . import dashboard, users
 from .forms import check_csrf
 from .signing_keys import PREVIOUSLY_USED, SigningKeyError, SigningKeys
 
 bp = Blueprint("key_dashboard", __name__, url_prefix="/dashboard/signing-keys")
+bp.after_request(dashboard.strict_headers)  # the same policy as every dashboard page
 
 
 def keyring() -> SigningKeys:

@@ -55,3 +55,9 @@ def test_posts_without_csrf_are_refused(client, app):
 def test_hs256_mode_is_explained(make_app):
     html = make_app(JWT_ALG="HS256").test_client().get(PAGE).get_data(as_text=True)
     assert "HS256 mode" in html
+
+
+def test_the_page_has_the_dashboards_strict_headers(client):
+    response = client.get("/dashboard/signing-keys")
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Frame-Options"] == "DENY"
