@@ -19,8 +19,8 @@ from supabase_auth.types import User as SupabaseUser
 
 import auth
 import github_api
-from flask_storage import forget_provider_token, provider_token, stored_tokens
-from sessions import supabase_call
+from flask_storage import forget_provider_token, provider_token
+from sessions import SessionEnded, fresh_user, supabase_call
 from supabase_client import extension, get_supabase
 from supabase_errors import SUPABASE_ERRORS
 
@@ -126,13 +126,10 @@ def confirm_sign_out_everywhere():
 def _fresh_user() -> SupabaseUser:
     """The user as Supabase has it now; off to sign in again when it refuses this session."""
     try:
-        with supabase_call("loading your account"):
-            # With the token load_user just checked: get_user() without it would read the
-            # stored session and might refresh it a second time.
-            return get_supabase().auth.get_user(stored_tokens()["access_token"]).user
-    except SUPABASE_ERRORS as error:
-        log.info("account page: Supabase refused the session: %s", error.code)
+        return fresh_user("loading your account")
+    except SessionEnded as ended:
         session.clear()
+        flash(str(ended), "warning")
         abort(redirect(url_for("auth.signin_page", next=url_for("account.index"))))
 
 

@@ -102,6 +102,30 @@ def _revalidate(tokens: dict, claims: Mapping) -> Mapping:
     return claims
 
 
+def fresh_user(doing: str):
+    """The user as Supabase has it now, for a view (``GET /user``).
+
+    A token Supabase calls invalid (its signing key was revoked since load_user checked it)
+    is refreshed and asked about once more. Raises SessionEnded when the session is over;
+    answers 503 when Supabase cannot answer.
+    """
+    try:
+        return _user_now(doing)
+    except SUPABASE_ERRORS as error:  # only the answers that end a session get here
+        if getattr(error, "code", None) != "bad_jwt":
+            raise _ended(error, doing) from error
+    _refresh(stored_tokens(), valid_claims=None)  # onto a key Supabase still accepts
+    try:
+        return _user_now(doing)
+    except SUPABASE_ERRORS as error:
+        raise _ended(error, doing) from error
+
+
+def _user_now(doing: str):
+    with supabase_call(doing):
+        return get_supabase().auth.get_user(stored_tokens()["access_token"]).user
+
+
 def refresh_now(claims: Mapping) -> None:
     """Refresh at once after a change Supabase made to this session (a factor removed here);
     while Supabase is away the person keeps the current token, as on any refresh."""
@@ -160,13 +184,17 @@ def _not_answered(error: Exception, doing: str,
     """Sign out on an answer that ends the session; otherwise log, back off and say why."""
     failure = classify(error, ending=ending)
     if failure is Failure.ENDED:
-        log.info("Supabase ended the session while %s: %s", doing, error.code)
-        raise SessionEnded(SESSION_ENDED.get(error.code, SESSION_ENDED_DEFAULT)) from error
+        raise _ended(error, doing) from error
     extension().backoff.failed()
     if failure is not Failure.MISCONFIGURED:  # that one was logged with what to fix
         log.warning("Supabase did not answer while %s (%s: %s); serving from the access token "
                     "while it is valid", doing, type(error).__name__, str(error)[:200])
     return failure
+
+
+def _ended(error: Exception, doing: str) -> SessionEnded:
+    log.info("Supabase ended the session while %s: %s", doing, error.code)
+    return SessionEnded(SESSION_ENDED.get(error.code, SESSION_ENDED_DEFAULT))
 
 
 def unavailable(doing: str, error: Exception, failure: Failure) -> None:

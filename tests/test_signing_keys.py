@@ -112,3 +112,16 @@ def _same_cookie_on(app, browser: Browser):
     client = app.test_client()
     client.set_cookie("session", browser.client.get_cookie("session").value)
     return client
+
+
+def test_the_account_page_right_after_a_revocation_refreshes_rather_than_signs_out(
+        crowd, rotating_emulator):
+    """/account asks Supabase for the user itself: an old token there is refreshed first."""
+    [old] = {kid_of(browser) for browser in crowd}
+    admin(rotating_emulator, "POST", "/rotate")
+    admin(rotating_emulator, "POST", f"/{old}/revoke")
+    for browser in crowd:
+        response = browser.client.get("/account")
+        assert response.status_code == 200 and "Linked identities" in response.get_data(
+            as_text=True)
+        assert kid_of(browser) != old
