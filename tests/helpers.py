@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+import secrets
 import threading
 import time
 import types
@@ -141,6 +142,39 @@ def live_server(build_app: Callable[[str], Flask]) -> Iterator[tuple[str, Flask]
         thread.join(timeout=5)
         server.server_close()
         server.app.extensions["supabase"].http.close()
+
+
+@contextmanager
+def live_site_with_emulator(emulator_settings: dict | None = None,
+                            **app_settings) -> Iterator[tuple[str, object]]:
+    """The app on a live loopback port and an in-memory emulator whose SITE_URL is that port;
+    (the app's URL, the running emulator). Both are stopped afterwards."""
+    from app import create_app
+    from emulator.serve import start_background
+
+    emulators = []
+
+    def build(url: str):
+        # The emulator's SITE_URL is the app's address, known once the server is bound.
+        emulator = start_background({"DATABASE": ":memory:", "SITE_URL": url,
+                                     **(emulator_settings or {})})
+        emulators.append(emulator)
+        return create_app({
+            "TESTING": True,
+            "SECRET_KEY": secrets.token_urlsafe(32),
+            "SUPABASE_URL": emulator.url,
+            "SUPABASE_KEY": emulator.publishable_key,
+            "SITE_URL": url,
+            "GITHUB_API_URL": f"{emulator.url}/github/api/v3",
+            **app_settings,
+        })
+
+    try:
+        with live_server(build) as (url, _app):
+            yield url, emulators[0]
+    finally:
+        for emulator in emulators:
+            emulator.stop()
 
 
 def move_app_clock(monkeypatch, seconds: float) -> None:

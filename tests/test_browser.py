@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,9 +11,8 @@ import httpx
 import pyotp
 import pytest
 
-from app import create_app
 from tests.browsers import bounded_context, expect
-from tests.helpers import live_server
+from tests.helpers import live_site_with_emulator
 
 SCREENSHOT = Path("/tmp/signed-in.png")  # noqa: S108 - a fixed place for people to look at
 
@@ -43,30 +41,11 @@ class LiveSite:
 @pytest.fixture
 def live_site() -> Iterator[LiveSite]:
     """Serve the app on a free loopback port against its own emulator; stop both afterwards."""
-    from emulator.serve import start_background
-
-    emulators = []
     clock = EmulatorClock()
-
-    def build(url: str):
-        # The emulator's SITE_URL is the app's address, known once the server is bound.
-        emulator = start_background({"DATABASE": ":memory:", "SITE_URL": url,
-                                     "PROVIDERS": "github,gitlab", "MANUAL_LINKING": True,
-                                     "CLOCK": clock})
-        emulators.append(emulator)
-        return create_app({
-            "TESTING": True,
-            "SECRET_KEY": secrets.token_urlsafe(32),
-            "SUPABASE_URL": emulator.url,
-            "SUPABASE_KEY": emulator.publishable_key,
-            "SITE_URL": url,
-            "AUTH_PROVIDERS": "github,gitlab",
-            "GITHUB_API_URL": f"{emulator.url}/github/api/v3",
-        })
-
-    with live_server(build) as (url, _app):
-        yield LiveSite(url, emulators[0], clock)
-    emulators[0].stop()
+    emulator_settings = {"PROVIDERS": "github,gitlab", "MANUAL_LINKING": True, "CLOCK": clock}
+    with live_site_with_emulator(emulator_settings, AUTH_PROVIDERS="github,gitlab") as (
+            url, emulator):
+        yield LiveSite(url, emulator, clock)
 
 
 @pytest.fixture

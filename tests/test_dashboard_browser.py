@@ -18,9 +18,8 @@ import httpx
 import pyotp
 import pytest
 
-from app import create_app
 from tests.browsers import Console, bounded_context, check_png, expect
-from tests.helpers import live_server
+from tests.helpers import live_site_with_emulator
 
 REVALIDATE_SECONDS = 1
 SCREENSHOTS = Path(tempfile.gettempdir()) / "emulator-dashboard"  # a fixed place to look at
@@ -39,26 +38,8 @@ class Site:
 @pytest.fixture
 def site() -> Iterator[Site]:
     """The app, re-checking sessions every second, against its own in-memory emulator."""
-    from emulator.serve import start_background
-
-    emulators = []
-
-    def build(url: str):
-        emulator = start_background({"DATABASE": ":memory:", "SITE_URL": url})
-        emulators.append(emulator)
-        return create_app({
-            "TESTING": True,
-            "SECRET_KEY": secrets.token_urlsafe(32),
-            "SUPABASE_URL": emulator.url,
-            "SUPABASE_KEY": emulator.publishable_key,
-            "SITE_URL": url,
-            "GITHUB_API_URL": f"{emulator.url}/github/api/v3",
-            "AUTH_REVALIDATE_SECONDS": REVALIDATE_SECONDS,
-        })
-
-    with live_server(build) as (url, _app):
-        yield Site(url, emulators[0])
-    emulators[0].stop()
+    with live_site_with_emulator(AUTH_REVALIDATE_SECONDS=REVALIDATE_SECONDS) as (url, emulator):
+        yield Site(url, emulator)
 
 
 @pytest.fixture
