@@ -30,7 +30,6 @@ SIGNED_IN = 'action="/signout"'  # every page of a signed-in person has the sign
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 TRY_AGAIN = re.compile(r'<a [^>]*href="([^"]*)"[^>]*>\s*Try again\s*</a>')
 MAX_HOPS = 10  # redirects in one sign-in round trip, at the most
-KEEPALIVE_SECONDS = 1.0  # half gunicorn's default --keep-alive
 
 
 def address(index: int) -> str:
@@ -39,17 +38,29 @@ def address(index: int) -> str:
     return f"10.{number >> 16 & 255}.{number >> 8 & 255}.{number & 255}"
 
 
-def shared_client(connections: int = 64) -> httpx.AsyncClient:
-    """One connection pool for the whole crowd; its own cookie jar accepts nothing.
+class Browsers:
+    """The whole crowd's HTTP client, with at most ``at_once`` requests in flight.
 
-    An idle connection is dropped after 1 s, before gunicorn closes it (its keep-alive is 2 s):
-    reusing one the server is closing at that moment fails without an answer.
+    Requests beyond that wait here, not in httpx: its pool rescans every queued request
+    against every connection on each event, which with a thousand people queued takes all the
+    CPU and the load client stalls. Each request opens a new connection, as the README's nginx
+    does towards gunicorn (its upstream has no ``keepalive``): reusing idle connections would
+    race gunicorn's 2 s keep-alive whenever this process stalls (a request written as the
+    server closes gets no answer). The client's own cookie jar accepts nothing.
     """
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(60),
-        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections,
-                            keepalive_expiry=KEEPALIVE_SECONDS),
-        cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])))
+
+    def __init__(self, at_once: int = 32) -> None:
+        self.http = httpx.AsyncClient(
+            timeout=httpx.Timeout(60),
+            limits=httpx.Limits(max_connections=at_once, max_keepalive_connections=0),
+            cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])))
+        self.slots = asyncio.Semaphore(at_once)
+
+    async def __aenter__(self) -> Browsers:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.http.aclose()
 
 
 async def sleep_until(moment: float) -> None:
@@ -75,11 +86,11 @@ class Visit:
 class Person:
     """One browser: a session cookie, an address, and every answer the app gave it."""
 
-    def __init__(self, index: int, http: httpx.AsyncClient, app_url: str) -> None:
+    def __init__(self, index: int, browsers: Browsers, app_url: str) -> None:
         self.index = index
         self.address = address(index)
         self.login = f"person{index}"  # their GitHub stand-in account, where one is created
-        self.http = http
+        self.browsers = browsers
         self.app_url = app_url
         self.cookie: str | None = None
         self.visits: list[Visit] = []
@@ -95,9 +106,10 @@ class Person:
         headers = {"X-Forwarded-For": self.address}
         if self.cookie is not None:
             headers["Cookie"] = f"session={self.cookie}"
-        sent = time.monotonic()
-        response = await self.http.request(method, self.app_url + path, headers=headers,
-                                           data=data)
+        async with self.browsers.slots:
+            sent = time.monotonic()
+            response = await self.browsers.http.request(method, self.app_url + path,
+                                                        headers=headers, data=data)
         renewed = self._keep_cookie(response)
         page = response.text
         visit = Visit(self.index, urlsplit(path).path, sent, time.monotonic() - sent,
@@ -169,7 +181,8 @@ class Person:
         for _ in range(MAX_HOPS):
             if location.startswith(self.app_url):
                 return location
-            response = await self.http.get(location)
+            async with self.browsers.slots:
+                response = await self.browsers.http.get(location)
             if response.status_code == 200:
                 response = await self._approve(response)
             assert response.is_redirect, (
@@ -184,7 +197,9 @@ class Person:
         fields = {**form["fields"], "action": "authorize", "new_login": self.login,
                   "new_name": f"Person {self.index}", "new_email": f"{self.login}@example.com",
                   "new_verified": "1"}
-        return await self.http.post(urljoin(str(consent.url), form["action"]), data=fields)
+        async with self.browsers.slots:
+            return await self.browsers.http.post(urljoin(str(consent.url), form["action"]),
+                                                 data=fields)
 
     def _keep_cookie(self, response: httpx.Response) -> bool:
         """Keep (or drop) the session cookie the answer sets; whether it set a new one."""

@@ -21,9 +21,9 @@ import pytest
 from supabase_auth.constants import STORAGE_KEY
 
 from tests.crowd import (
+    Browsers,
     Person,
     server_errors,
-    shared_client,
     sleep_until,
     visits_of,
     wrongly_signed_out,
@@ -68,8 +68,8 @@ async def browse(person: Person, sign_in_at: float, until: float) -> None:
 
 async def rotation_run(site: Site) -> dict:
     start = time.monotonic()
-    async with shared_client() as http:
-        people = [Person(index, http, site.url) for index in range(PEOPLE)]
+    async with Browsers() as browsers:
+        people = [Person(index, browsers, site.url) for index in range(PEOPLE)]
         crowd = [asyncio.create_task(browse(person, start + SIGN_IN_SECONDS * i / PEOPLE,
                                             start + END_AT)) for i, person in enumerate(people)]
         await sleep_until(start + ROTATE_AT)

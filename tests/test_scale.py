@@ -27,16 +27,16 @@ import pytest
 
 from sessions import REFRESH_MARGIN
 from tests.crowd import (
+    Browsers,
     Person,
     errors_of,
     pages_signed_in,
     server_errors,
-    shared_client,
     sleep_until,
     visits_of,
     wrongly_signed_out,
 )
-from tests.processes import Site, app_site, status_of, workers
+from tests.processes import Site, app_site, cpu_seconds, status_of, workers
 
 PEOPLE = int(os.environ.get("SCALE_PEOPLE", "100"))
 SIGNIN_SECONDS = float(os.environ.get("SCALE_SIGNIN_SECONDS", "20"))  # sign-ins spread over
@@ -45,7 +45,6 @@ REVALIDATE_SECONDS = int(os.environ.get("SCALE_REVALIDATE_SECONDS", "5"))
 JWT_EXP = int(os.environ.get("SCALE_JWT_EXP", "12"))
 PAGE_EVERY = 5.0  # seconds between two pages of one person
 ACCOUNT_EVERY = 4  # every fourth page is /account, which asks Supabase for the user itself
-LATE = PAGE_EVERY  # how late a page may come on a busy machine (only loosens lower bounds)
 SIGN_OUTS_AT_ONCE = 20
 WORKERS, THREADS = 2, 4
 GUNICORN = ["-w", str(WORKERS), "-k", "gthread", "--threads", str(THREADS),
@@ -66,9 +65,12 @@ class ScaleRun:
     browsing: Counter[tuple[str, int]]  # emulator calls while signing in and browsing
     signing_out: Counter[tuple[str, int]]  # emulator calls while everyone signed out
     seconds: float  # from the first sign-in to the end of browsing
+    skipped: int  # pages not asked for because the load client was a whole interval behind
     warm: dict[int, dict[str, int]]  # app worker pid -> threads and RSS, all signed in
     end: dict[int, dict[str, int]]  # the same when browsing ended
     emulator: tuple[dict[str, int], dict[str, int]]  # the emulator process, at the same times
+    cpu: dict[str, float]  # CPU seconds used between those two samples, by process
+    sampled: tuple[float, float]  # time.monotonic() of the two samples
 
     def calls(self, kind: str, status: int | None = None, *, phase: str = "browsing") -> int:
         """Calls of ``kind`` (with ``status``, when given) during ``phase``."""
@@ -89,57 +91,75 @@ def account_views(run: ScaleRun) -> int:
                for person in run.people for visit in pages_signed_in(person))
 
 
-def refresh_bounds(run: ScaleRun) -> tuple[int, int]:
-    """Refreshes expected over everyone's time signed in (a token lives JWT_EXP seconds).
+def calls_due(person: Person, every: float) -> int:
+    """Calls a rule "call when ``every`` seconds passed since the last call" makes on the
+    person's pages, counting from their first signed-in page (sent times; never below 0 s).
 
-    A token is refreshed on the first page at least JWT_EXP - MARGIN after it was issued: no
-    sooner (less a second for the whole-second iat), and no later than a page interval, plus
-    lateness, after that.
+    Spacing the calls further apart can only leave fewer of them, so with the rule's interval
+    lengthened by the person's slowest answer (the app may see a request that much later than
+    it was sent) this is the fewest the app can have made; shortened by it (and by the second
+    a whole-second timestamp may lose), plus one for the first, it is the most.
     """
-    shortest, longest = JWT_EXP - MARGIN - WHOLE_SECOND, JWT_EXP - MARGIN + PAGE_EVERY + LATE
-    spans = [browsed_seconds(person) for person in run.people]
-    return (sum(math.floor(span / longest) for span in spans),
-            sum(math.floor(span / shortest) for span in spans))
+    times = [visit.sent for visit in pages_signed_in(person)]
+    count, last = 0, times[0] if times else 0.0
+    for moment in times[1:]:
+        if moment - last >= max(every, 0.0):
+            count, last = count + 1, moment
+    return count
+
+
+def slowest(person: Person) -> float:
+    """The person's slowest answer while signed in, in seconds."""
+    return max((visit.seconds for visit in pages_signed_in(person)), default=0.0)
+
+
+def refresh_bounds(run: ScaleRun) -> tuple[int, int]:
+    """Refreshes expected: a token is refreshed on the first page JWT_EXP - MARGIN after it was
+    issued (its iat is a whole second, so up to one second sooner)."""
+    due = JWT_EXP - MARGIN
+    return (sum(calls_due(person, due + slowest(person)) for person in run.people),
+            sum(calls_due(person, due - WHOLE_SECOND - slowest(person)) + 1
+                for person in run.people))
 
 
 def revalidation_bound(run: ScaleRun) -> int:
-    """GET /user checks allowed: one per AUTH_REVALIDATE_SECONDS per person, and never more
-    than one per page."""
-    total = 0
-    for person in run.people:
-        pages = len(pages_signed_in(person))
-        spacing = REVALIDATE_SECONDS - WHOLE_SECOND
-        total += pages if spacing <= 0 else min(pages, math.floor(browsed_seconds(person)
-                                                                  / spacing) + 1)
-    return total
+    """GET /user checks allowed: one per AUTH_REVALIDATE_SECONDS per person (the time of the
+    last check is kept in whole seconds), and never more than one per page."""
+    return sum(min(len(pages_signed_in(person)), calls_due(
+        person, REVALIDATE_SECONDS - WHOLE_SECOND - slowest(person)) + 1)
+        for person in run.people)
 
 
 def checks_at_least(run: ScaleRun) -> int:
-    """Checks (GET /user or a refresh) there must have been: one every AUTH_REVALIDATE_SECONDS
-    per person, give or take a page interval and lateness."""
-    longest = REVALIDATE_SECONDS + PAGE_EVERY + LATE
-    return sum(math.floor(browsed_seconds(person) / longest) for person in run.people)
+    """Checks (GET /user or a refresh) there must have been: one on the first page
+    AUTH_REVALIDATE_SECONDS after the last check, for each person."""
+    return sum(calls_due(person, REVALIDATE_SECONDS + slowest(person))
+               for person in run.people)
 
 
-async def live(person: Person, sign_in_at: float, until: float) -> None:
-    """Sign in at ``sign_in_at``, then open a page every PAGE_EVERY seconds until ``until``."""
+async def live(person: Person, sign_in_at: float, until: float) -> int:
+    """Sign in at ``sign_in_at``, then open a page every PAGE_EVERY seconds until ``until``;
+    how many pages were skipped."""
     await sleep_until(sign_in_at)
     try:
         await person.sign_in()
     except (httpx.HTTPError, AssertionError) as error:
         person.failed(error)
+    skipped = 0
     if person.signed_in_at is None:
-        return
+        return skipped
     for page in range(1, int((until - person.signed_in_at) / PAGE_EVERY) + 1):
         moment = person.signed_in_at + page * PAGE_EVERY
         if time.monotonic() > moment + PAGE_EVERY:
-            continue  # a whole interval behind (a stalled machine): skip, do not burst
+            skipped += 1  # a whole interval behind (a stalled machine): skip, do not burst
+            continue
         await sleep_until(moment)
         path = "/account" if (person.index + page) % ACCOUNT_EVERY == 0 else "/"
         try:
             await person.open(path)
         except httpx.HTTPError as error:
             person.failed(error)
+    return skipped
 
 
 async def sign_out(person: Person, at_once: asyncio.Semaphore) -> None:
@@ -153,10 +173,22 @@ async def sign_out(person: Person, at_once: asyncio.Semaphore) -> None:
             person.failed(error)
 
 
-def sample(site: Site) -> tuple[dict[int, dict[str, int]], dict[str, int]]:
-    """Threads and RSS of each app worker and of the emulator, now."""
-    return ({pid: status_of(pid) for pid in workers(site.gunicorn.pid)},
-            status_of(site.emulator.process.pid))
+@dataclass
+class Sample:
+    """Threads, RSS and CPU time of the app's workers, the emulator and this process, now."""
+
+    workers: dict[int, dict[str, int]]
+    emulator: dict[str, int]
+    cpu: dict[str, float]
+    at: float
+
+    @classmethod
+    def take(cls, site: Site) -> Sample:
+        pids = workers(site.gunicorn.pid)
+        return cls({pid: status_of(pid) for pid in pids}, status_of(site.emulator.process.pid),
+                   {"app workers": sum(cpu_seconds(pid) for pid in pids),
+                    "emulator": cpu_seconds(site.emulator.process.pid),
+                    "load client": time.process_time()}, time.monotonic())
 
 
 async def crowd(site: Site) -> ScaleRun:
@@ -164,23 +196,26 @@ async def crowd(site: Site) -> ScaleRun:
     sign-in, then sign out, SIGN_OUTS_AT_ONCE at a time."""
     log = site.emulator_log
     before = await asyncio.to_thread(log.mark)
-    async with shared_client() as http:
-        people = [Person(index, http, site.url) for index in range(PEOPLE)]
+    async with Browsers() as browsers:
+        people = [Person(index, browsers, site.url) for index in range(PEOPLE)]
         start = time.monotonic()
         until = start + SIGNIN_SECONDS + BROWSE_SECONDS
         sign_ins = [start + SIGNIN_SECONDS * person.index / PEOPLE for person in people]
         browsing = asyncio.gather(*(live(person, at, until)
                                     for person, at in zip(people, sign_ins, strict=True)))
         await sleep_until(start + SIGNIN_SECONDS + min(PAGE_EVERY, BROWSE_SECONDS / 2))
-        warm, emulator_warm = sample(site)
-        await browsing
-        end, emulator_end = sample(site)
+        warm = Sample.take(site)
+        skipped = sum(await browsing)
+        end = Sample.take(site)
         browsed = await asyncio.to_thread(log.mark)
         at_once = asyncio.Semaphore(SIGN_OUTS_AT_ONCE)
         await asyncio.gather(*(sign_out(person, at_once) for person in people))
         signed_out = await asyncio.to_thread(log.mark)
     return ScaleRun(people, log.calls(before, browsed), log.calls(browsed, signed_out),
-                    until - start, warm, end, (emulator_warm, emulator_end))
+                    until - start, skipped, warm.workers, end.workers,
+                    (warm.emulator, end.emulator),
+                    {name: round(end.cpu[name] - warm.cpu[name], 1) for name in warm.cpu},
+                    (warm.at, end.at))
 
 
 @pytest.fixture(scope="module")
@@ -203,6 +238,7 @@ def summary(run: ScaleRun) -> str:
     kinds = sorted({kind for kind, _ in run.browsing})
     per_hour = {kind: round(run.calls(kind) / hours, 2) for kind in kinds if hours}
     revalidations = run.calls("user") - account_views(run)
+    window = sum(run.sampled[0] <= visit.sent < run.sampled[1] for visit in visits)
     return (
         f"scale: {PEOPLE} people, sign-ins over {SIGNIN_SECONDS:.0f} s, browse "
         f"{BROWSE_SECONDS:.0f} s, page every {PAGE_EVERY:.0f} s, AUTH_REVALIDATE_SECONDS="
@@ -215,8 +251,9 @@ def summary(run: ScaleRun) -> str:
         f"{revalidation_bound(run)}), /account's own {account_views(run)}, refresh bounds "
         f"{refresh_bounds(run)}; while signing out {dict(sorted(run.signing_out.items()))} | "
         f"person-hours {hours:.2f}, calls per person-hour {per_hour} | app workers "
-        f"{run.warm} -> {run.end}, emulator {run.emulator[0]} -> {run.emulator[1]} | "
-        f"{run.seconds:.0f} s")
+        f"{run.warm} -> {run.end}, emulator {run.emulator[0]} -> {run.emulator[1]}; CPU s "
+        f"{run.cpu} over {window} requests in {run.sampled[1] - run.sampled[0]:.0f} s | "
+        f"{run.skipped} pages skipped by a stalled load client | {run.seconds:.0f} s")
 
 
 def test_everyone_signs_in_and_every_request_is_answered(scale_run):

@@ -28,11 +28,11 @@ import pytest
 
 from sessions import REFRESH_MARGIN
 from tests.crowd import (
+    Browsers,
     Person,
     Visit,
     errors_of,
     server_errors,
-    shared_client,
     sleep_until,
     visits_of,
 )
@@ -143,8 +143,8 @@ def seen_enough(people: list[Person], banned: Person, returned: float) -> bool:
 async def drill(site: Site, mode: str) -> Drill:
     """Everyone signs in and browses; the relay fails, a ban is made, the relay returns."""
     relay, log = site.relay, site.emulator_log
-    async with shared_client() as http:
-        people = [Person(index, http, site.url) for index in range(PEOPLE)]
+    async with Browsers() as browsers:
+        people = [Person(index, browsers, site.url) for index in range(PEOPLE)]
         banned = people[PEOPLE // 2]
         start = time.monotonic()
         schedule = Schedule(start + DRILL_SECONDS)
@@ -192,11 +192,13 @@ def summary(run: Drill) -> str:
     during = [visit for person in run.people for visit in run.during(person)]
     reached = run.ban_reached()
     delay = f"{reached.sent - run.outage[1]:.1f} s" if reached else "never"
+    slow = sum(visit.seconds > 1 for visit in during)
     return (
         f"outage ({run.mode}): {PEOPLE} people, {OUTAGE_SECONDS:.0f} s outage, "
         f"AUTH_REVALIDATE_SECONDS={REVALIDATE_SECONDS}, SUPABASE_TIMEOUT={SUPABASE_TIMEOUT:g} | "
-        f"{len(visits)} requests ({len(during)} during the outage, slowest "
-        f"{max((v.seconds for v in during), default=0):.2f} s), {len(server_errors(visits))} "
+        f"{len(visits)} requests ({len(during)} during the outage, {slow} of them over 1 s, "
+        f"slowest {max((v.seconds for v in during), default=0):.2f} s), "
+        f"{len(server_errors(visits))} "
         f"5xx, statuses {dict(Counter(v.status for v in visits))}, failed requests "
         f"{sum(errors_of(run.people).values())} | ban made {run.banned_at - run.outage[0]:.1f} s"
         f" into the outage, reached its person {delay} after the return (bound "

@@ -26,10 +26,10 @@ import pytest
 from emulator.config import DEFAULTS as EMULATOR_DEFAULTS
 from emulator.ratelimit import BURST, WINDOW
 from tests.crowd import (
+    Browsers,
     Person,
     errors_of,
     server_errors,
-    shared_client,
     try_again_link,
     visits_of,
 )
@@ -62,8 +62,8 @@ async def rush(site: Site) -> Rush:
     """Everyone starts signing in at once; those refused press Try again, one at a time."""
     log = site.emulator_log
     before = await asyncio.to_thread(log.mark)
-    async with shared_client() as http:
-        people = [Person(index, http, site.url) for index in range(PEOPLE)]
+    async with Browsers() as browsers:
+        people = [Person(index, browsers, site.url) for index in range(PEOPLE)]
         start = time.monotonic()
         callbacks = await asyncio.gather(*(first_try(person) for person in people))
         rush_seconds = time.monotonic() - start
