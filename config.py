@@ -28,6 +28,9 @@ DEFAULTS = {
     # asked to set one up first. Off: only views marked @aal2_required need it.
     "AUTH_REQUIRE_MFA": False,
     "GITHUB_API_URL": "https://api.github.com",  # GitHub Enterprise: https://<host>/api/v3
+    # Where the app keeps what its workers share on disk (instance_data.py); None: Flask's
+    # instance folder beside app.py.
+    "INSTANCE_PATH": None,
     # Proxies in front of the app that set X-Forwarded-For/-Proto/-Host (0: none, trust nothing).
     "TRUSTED_PROXY_COUNT": 0,
     # Host names the app answers to (Flask's TRUSTED_HOSTS), e.g. "app.example.com"; None: any.
@@ -69,6 +72,7 @@ ENVIRONMENT = {
     "AUTH_REVALIDATE_SECONDS": int,
     "AUTH_REQUIRE_MFA": boolean,
     "GITHUB_API_URL": str,
+    "INSTANCE_PATH": str,
     "TRUSTED_PROXY_COUNT": int,
     "TRUSTED_HOSTS": str,
     "HSTS_MAX_AGE": int,
@@ -138,6 +142,8 @@ def _from_environment() -> dict:
 
 
 def _derive(app: Flask) -> None:
+    if app.config["INSTANCE_PATH"]:
+        app.instance_path = app.config["INSTANCE_PATH"]
     if app.debug and not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = _dev_secret_key(app)
     if app.debug and not app.config["SITE_URL"]:

@@ -36,13 +36,14 @@ def emulator():
 
 
 @pytest.fixture
-def make_app(emulator):
+def make_app(emulator, tmp_path_factory):
     """Build an app against the emulator; keyword arguments override settings."""
     apps = []
 
     def make(**overrides):
         settings = {
             "TESTING": True,
+            "INSTANCE_PATH": str(tmp_path_factory.mktemp("instance")),
             "SECRET_KEY": SECRET,
             "SUPABASE_URL": emulator.url,
             "SUPABASE_KEY": emulator.publishable_key,  # a new project's key

@@ -12,6 +12,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -107,7 +108,9 @@ def emulator_process(site_url: str, database: Path, *, log: Path | None = None,
 @contextmanager
 def gunicorn_process(app_url: str, settings: dict, *, options: Sequence[str] = (),
                      log: Path | None = None) -> Iterator[subprocess.Popen]:
-    """``gunicorn 'app:create_app(settings)'`` listening on ``app_url``, ready to answer."""
+    """``gunicorn 'app:create_app(settings)'`` listening on ``app_url``, ready to answer
+    (with an instance folder of its own unless ``settings`` names one)."""
+    settings = {"INSTANCE_PATH": tempfile.mkdtemp(prefix="instance-"), **settings}
     command = [sys.executable, "-m", "gunicorn", "-b", app_url.removeprefix("http://"),
                *options, f"app:create_app({settings!r})"]
     process = _start(command, clean_environment(), log)
