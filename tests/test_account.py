@@ -178,7 +178,7 @@ def test_unlinking_needs_a_recent_sign_in(client, browser, signed_in, link, monk
                      if "Unlink GitLab?" in client.get(f"/account/unlink/{i}").get_data(
                          as_text=True))
     confirm = client.get(f"/account/unlink/{gitlab_id}").get_data(as_text=True)
-    move_app_clock(monkeypatch, auth.RECENT_SIGN_IN + 1)
+    move_app_clock(monkeypatch, client.application.config["AUTH_RECENT_SIGN_IN_SECONDS"] + 1)
     asked = client.post(f"/account/unlink/{gitlab_id}", data={"csrf_token": csrf_token(confirm)})
     page = asked.get_data(as_text=True)
     assert asked.status_code == 200 and "Confirm it is you" in page

@@ -60,7 +60,8 @@ def test_the_callback_renews_a_planted_session(client, browser, github_account):
     assert browser.approve(github_account(), consent).status_code == 302
     session = session_of(client)
     assert "planted" not in session
-    assert set(session) <= {STORAGE_KEY, "_flashes", "_permanent", "csrf_token"}
+    assert set(session) <= {STORAGE_KEY, "_flashes", "_permanent", "csrf_token",
+                            auth.SIGNED_IN_KEY}
 
 
 def test_a_link_to_sign_in_from_another_site_signs_nobody_out(client, signed_in):
@@ -189,7 +190,7 @@ def test_two_tabs_signing_in_at_once_both_land(client, browser, github_account):
 
 def test_code_arriving_at_home_is_handled_and_logged(make_app, emulator, github_account, caplog):
     # A callback URL the project does not allow: Supabase falls back to its SITE_URL, "/".
-    app = make_app(SITE_URL="http://app.invalid:5000", DEBUG=True)
+    app = make_app(SITE_URL="http://localhost:5999")  # not on the project's allow-list
     browser = Browser(app.test_client(), emulator.url)
     try:
         with caplog.at_level(logging.WARNING, logger="app"):
@@ -199,7 +200,7 @@ def test_code_arriving_at_home_is_handled_and_logged(make_app, emulator, github_
         browser.close()
     assert browser.last_callback.startswith("/?code=")
     assert response.status_code == 302
-    assert "http://app.invalid:5000/callback?flow=* to the Redirect URLs" in caplog.text
+    assert "http://localhost:5999/callback?flow=* to the Redirect URLs" in caplog.text
     assert "Hello," in page
 
 
@@ -386,7 +387,7 @@ def test_signing_out_everywhere_needs_a_recent_sign_in(client, browser, github_a
     login = github_account()
     browser.sign_in(login)
     token = csrf_token(client.get("/account/sign-out-everywhere").get_data(as_text=True))
-    move_app_clock(monkeypatch, auth.RECENT_SIGN_IN + 1)
+    move_app_clock(monkeypatch, client.application.config["AUTH_RECENT_SIGN_IN_SECONDS"] + 1)
     asked = client.post("/signout", data={"csrf_token": token, "scope": "global"})
     page = asked.get_data(as_text=True)
     assert asked.status_code == 200 and "Confirm it is you" in page

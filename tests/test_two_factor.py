@@ -5,6 +5,7 @@ aal2)."""
 from __future__ import annotations
 
 import re
+import sqlite3
 import time
 from urllib.parse import quote
 
@@ -312,11 +313,92 @@ def test_the_fifth_wrong_code_signs_out_where_an_older_cookie_cannot_follow(
     assert (response.status_code, response.headers["Location"]) == (302, "/")
     assert tokens_of(client) == {}
     assert "you have been signed out" in " ".join(flashes(client.get("/").get_data(as_text=True)))
-    # A copy of the cookie from before the tries finds its session ended at Supabase.
+    # A copy of the cookie from before the tries: even the right code is refused, and signs out.
     client.set_cookie("session", before, domain="localhost")
     replay = client.post("/two-factor", data={**form, "code": pyotp.TOTP(secret).now()})
-    assert replay.headers["Location"] == "/signin"
+    assert replay.headers["Location"] in ("/", "/signin")
     assert tokens_of(client) == {}
+    assert aal_of(client) is None
+
+
+def test_replaying_the_cookie_from_before_the_first_guess_does_not_reset_the_count(
+        client, returning, emulator):
+    """Issue 17: the count lived in the cookie; 12 wrong codes were each told "4 more"."""
+    secret, _ = returning
+    page = client.get("/two-factor?next=/account").get_data(as_text=True)
+    before = client.get_cookie("session").value
+    form = {"csrf_token": csrf_token(page), "next": "/account"}
+    told = []
+    for _ in range(two_factor.MAX_TRIES - 1):
+        client.set_cookie("session", before, domain="localhost")  # rewind, before each guess
+        answer = client.post("/two-factor", data={**form, "code": wrong_code(secret)})
+        told.append(re.search(r"try (\d) more", alert(answer.get_data(as_text=True))).group(1))
+    assert told == ["4", "3", "2", "1"]
+    client.set_cookie("session", before, domain="localhost")
+    shown = client.get("/two-factor?next=/account").get_data(as_text=True)
+    assert "You can try 1 more time." in shown  # the page reads the count, not the cookie
+    client.set_cookie("session", before, domain="localhost")
+    fifth = client.post("/two-factor", data={**form, "code": wrong_code(secret)})
+    assert fifth.headers["Location"] == "/"
+    assert tokens_of(client) == {}
+    client.set_cookie("session", before, domain="localhost")
+    right = client.post("/two-factor", data={**form, "code": pyotp.TOTP(secret).now()})
+    assert right.status_code == 302 and aal_of(client) != "aal2"
+    # The session itself was signed out at Supabase: its refresh token is dead.
+    refreshed = httpx.post(f"{emulator.url}/auth/v1/token?grant_type=refresh_token",
+                           headers={"apikey": emulator.publishable_key},
+                           json={"refresh_token": _refresh_token_of(before, client)}, timeout=5)
+    assert refreshed.status_code == 400
+
+
+def _refresh_token_of(cookie: str, client) -> str:
+    from flask import session
+
+    with client.application.test_request_context(headers={"Cookie": f"session={cookie}"}):
+        return session[STORAGE_KEY]["refresh_token"]
+
+
+def test_the_workers_of_one_server_share_the_count(client, returning, make_app, emulator):
+    """Two apps on one instance folder (a server's workers): a guess on either counts."""
+    secret, _ = returning
+    other = make_app(INSTANCE_PATH=client.application.instance_path).test_client()
+    page = client.get("/two-factor?next=/account").get_data(as_text=True)
+    form = {"csrf_token": csrf_token(page), "next": "/account"}
+    assert client.post("/two-factor", data={**form, "code": wrong_code(secret)}).status_code == 401
+    other.set_cookie("session", client.get_cookie("session").value, domain="localhost")
+    answer = other.post("/two-factor", data={**form, "code": wrong_code(secret)})
+    assert "You can try 3 more times." in alert(answer.get_data(as_text=True))
+
+
+def test_a_try_supabase_did_not_judge_is_not_counted(client, returning, monkeypatch):
+    secret, _ = returning
+    page = client.get("/two-factor").get_data(as_text=True)
+
+    def down(self, params):
+        raise httpx.ConnectError("refused")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("supabase_auth._sync.gotrue_client.SyncGoTrueClient._verify", down)
+        for _ in range(two_factor.MAX_TRIES + 1):
+            assert client.post("/two-factor", data={"csrf_token": csrf_token(page),
+                                                    "code": "123456"}).status_code == 503
+    assert post_code(client, pyotp.TOTP(secret).now()).status_code == 302
+    assert aal_of(client) == "aal2"
+
+
+def test_a_count_that_cannot_be_kept_refuses_the_check(client, returning, monkeypatch):
+    secret, _ = returning
+    page = client.get("/two-factor").get_data(as_text=True)
+
+    def broken(self, key):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(two_factor.WrongCodes, "take", broken)
+    response = client.post("/two-factor", data={"csrf_token": csrf_token(page),
+                                                "code": pyotp.TOTP(secret).now()})
+    assert response.status_code == 503
+    assert "could not check your code" in response.get_data(as_text=True)
+    assert aal_of(client) == "aal1"
 
 
 def test_an_expired_challenge_is_explained_and_replaced(client, returning, emulator_clock):
@@ -408,11 +490,25 @@ def test_the_challenge_page_moves_on_when_there_is_nothing_to_answer(client, per
     assert response.headers["Location"] == "/"
 
 
-def test_a_post_without_a_challenge_under_way_starts_one(client, returning):
+def test_a_code_without_a_challenge_under_way_is_checked_against_a_new_one(client, returning):
+    """Another tab's sign-in replaced the session and its challenge: the code still counts."""
+    secret, factor_id = returning
+    page = client.get("/two-factor").get_data(as_text=True)
+    assert f'name="factor" value="{factor_id}"' in page
+    with client.session_transaction() as stored:
+        stored.pop(two_factor.CHALLENGE_KEY, None)
+    response = client.post("/two-factor", data={"csrf_token": csrf_token(page), "next": "/account",
+                                                "factor": factor_id,
+                                                "code": pyotp.TOTP(secret).now()})
+    assert response.headers["Location"] == "/account"
+    assert aal_of(client) == "aal2"
+
+
+def test_a_malformed_code_without_a_challenge_under_way_starts_one(client, returning):
     page = client.get("/two-factor").get_data(as_text=True)
     with client.session_transaction() as stored:
         stored.pop(two_factor.CHALLENGE_KEY, None)
-    response = client.post("/two-factor", data={"csrf_token": csrf_token(page), "code": "123456",
+    response = client.post("/two-factor", data={"csrf_token": csrf_token(page), "code": "12",
                                                 "next": "/account"})
     assert response.headers["Location"] == "/two-factor?next=/account"
 
