@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import logging
 import re
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -430,3 +431,57 @@ def test_someone_elses_sign_in_does_not_inherit_the_github_provider_token(
 
 def _sealed_provider_token(client) -> str | None:
     return session_of(client)[STORAGE_KEY].get("provider_token")
+
+
+def test_signing_out_other_devices_needs_a_recent_sign_in(client, browser, make_app, emulator,
+                                                          github_account, monkeypatch):
+    """Issue 17: scope=others signed the owner out everywhere while the stale session stayed."""
+    login = github_account()
+    browser.sign_in(login)
+    other = Browser(make_app().test_client(), emulator.url)  # the owner's other device
+    try:
+        other.sign_in(login)
+        token = csrf_token(client.get("/account").get_data(as_text=True))
+        move_app_clock(monkeypatch, client.application.config["AUTH_RECENT_SIGN_IN_SECONDS"] + 1)
+        asked = client.post("/signout", data={"csrf_token": token, "scope": "others"})
+        page = asked.get_data(as_text=True)
+        assert asked.status_code == 200 and "Confirm it is you" in page
+        assert "To sign out your other devices, please sign in again" in page
+        monkeypatch.undo()
+        other.client.application.config["AUTH_REVALIDATE_SECONDS"] = 0
+        assert "Hello," in other.client.get("/").get_data(as_text=True)  # still signed in
+        again = html.unescape(re.search(r'href="(/signin/github\?next=[^"]+)"', page).group(1))
+        assert browser.approve(login, browser.start(again)).headers["Location"] == "/account"
+        token = csrf_token(client.get("/account").get_data(as_text=True))
+        done = client.post("/signout", data={"csrf_token": token, "scope": "others"})
+        assert done.headers["Location"] == "/account"
+        assert "Hello," not in other.client.get("/").get_data(as_text=True)
+    finally:
+        other.close()
+
+
+def test_the_recent_sign_in_window_is_a_setting(make_app, emulator, github_account,
+                                                monkeypatch):
+    app = make_app(AUTH_RECENT_SIGN_IN_SECONDS=120)
+    browser = Browser(app.test_client(), emulator.url)
+    try:
+        browser.sign_in(github_account())
+        client = browser.client
+        token = csrf_token(client.get("/account/sign-out-everywhere").get_data(as_text=True))
+        move_app_clock(monkeypatch, 121)
+        asked = client.post("/signout", data={"csrf_token": token, "scope": "global"})
+        assert "more than 2 minutes since you last did" in " ".join(
+            asked.get_data(as_text=True).split())
+        move_app_clock(monkeypatch, 119)
+        done = client.post("/signout", data={"csrf_token": token, "scope": "global"})
+        assert done.headers["Location"] == "/"
+    finally:
+        browser.close()
+
+
+def test_a_recent_sign_in_is_recorded_by_the_callback_not_read_from_amr(client, signed_in):
+    with client.session_transaction() as stored:
+        record = stored[auth.SIGNED_IN_KEY]
+        claims = decode_jwt(stored[STORAGE_KEY]["access_token"])["payload"]
+    assert record["session"] == claims["session_id"]
+    assert abs(record["at"] - time.time()) < 60

@@ -4,9 +4,11 @@ aal2)."""
 
 from __future__ import annotations
 
+import html
 import re
 import sqlite3
 import time
+import uuid
 from urllib.parse import quote
 
 import httpx
@@ -20,7 +22,7 @@ from supabase_auth.helpers import decode_jwt
 
 import two_factor
 from flask_storage import MFA_FACTORS
-from tests.helpers import SITE_URL, Browser, csrf_token, set_up_authenticator
+from tests.helpers import SITE_URL, Browser, csrf_token, move_app_clock, set_up_authenticator
 
 FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -694,3 +696,210 @@ def test_any_factor_id_in_the_account_pages_is_never_a_500(client, enrolled, fac
                      client.get(f"/two-factor?factor={segment}&next={segment}")):
         assert response.status_code < 500
     assert tokens_of(client)[MFA_FACTORS] == 1
+
+
+# --- recent sign-in --------------------------------------------------------------------------
+
+
+def test_the_first_factor_needs_a_recent_sign_in(client, browser, person, monkeypatch):
+    """Issue 17: a stale session enrolled a factor and locked its owner out."""
+    page = client.get("/account/two-factor").get_data(as_text=True)
+    move_app_clock(monkeypatch, client.application.config["AUTH_RECENT_SIGN_IN_SECONDS"] + 1)
+    asked = client.post("/account/two-factor", data={"csrf_token": csrf_token(page),
+                                                    "name": "Phone"})
+    body = asked.get_data(as_text=True)
+    assert asked.status_code == 200 and "Confirm it is you" in body
+    assert "To set up two-factor authentication, please sign in again" in body
+    assert 'class="secret"' not in body
+    monkeypatch.undo()
+    assert "Off. Add an authenticator app" in client.get("/account").get_data(as_text=True)
+    again = html.unescape(re.search(r'href="(/signin/github\?next=[^"]+)"', body).group(1))
+    assert browser.approve(person, browser.start(again)).headers["Location"] == \
+        "/account/two-factor"
+    set_up_authenticator(client)
+    assert aal_of(client) == "aal2"
+
+
+def test_a_right_code_counts_as_a_recent_sign_in(client, returning, monkeypatch):
+    secret, _ = returning
+    window = client.application.config["AUTH_RECENT_SIGN_IN_SECONDS"]
+    move_app_clock(monkeypatch, window + 1)  # GitHub's part of the sign-in is stale now
+    assert post_code(client, pyotp.TOTP(secret).now()).status_code == 302
+    page = client.get("/account").get_data(as_text=True)
+    done = client.post("/signout", data={"csrf_token": csrf_token(page), "scope": "others"})
+    assert done.headers["Location"] == "/account"
+    assert "Signed out of your other devices." in " ".join(
+        flashes(client.get("/account").get_data(as_text=True)))
+
+
+# --- factors the app cannot challenge --------------------------------------------------------
+
+
+def add_verified_factor(emulator, client, factor_type: str) -> None:
+    """A verified factor of ``factor_type``, as another client of the project would enrol."""
+    from emulator.db import get_db
+
+    user_id = decode_jwt(tokens_of(client)["access_token"])["payload"]["sub"]
+    now = time.time()
+    with emulator.app.app_context(), get_db().transaction() as conn:
+        conn.execute("INSERT INTO mfa_factors (id, user_id, friendly_name, factor_type, status,"
+                     " phone, created_at, updated_at) VALUES (?, ?, '', ?, 'verified', ?, ?, ?)",
+                     (str(uuid.uuid4()), user_id, factor_type,
+                      "+15550100" if factor_type == "phone" else "", now, now))
+
+
+@pytest.mark.parametrize("factor_type, said", [("phone", "a phone number"),
+                                               ("webauthn", "a security key or passkey")])
+def test_a_factor_the_app_cannot_challenge_keeps_its_owner_at_the_challenge(
+        client, browser, person, emulator, factor_type, said):
+    """Issue 17: a verified phone or WebAuthn factor was dropped, and aal1 walked through."""
+    add_verified_factor(emulator, client, factor_type)
+    page = client.get("/").get_data(as_text=True)
+    client.post("/signout", data={"csrf_token": csrf_token(page)})
+    browser.sign_in(person)
+    assert tokens_of(client)[MFA_FACTORS] == 1
+    for _ in range(2):  # told why, and not forgotten the second time
+        response = client.get("/account")
+        assert response.headers["Location"].startswith("/two-factor")
+        shown = client.get(response.headers["Location"])
+        text = " ".join(shown.get_data(as_text=True).split())
+        assert shown.status_code == 403
+        assert f"two-factor authentication with {said}" in text
+        assert "This site can only ask for a code from an authenticator app" in text
+    assert tokens_of(client)[MFA_FACTORS] == 1
+    tried = client.post("/two-factor", data={"csrf_token": csrf_token(shown.get_data(
+        as_text=True)), "code": "123456"})
+    assert tried.headers["Location"].startswith("/two-factor")
+    assert aal_of(client) == "aal1"
+
+
+def test_with_an_authenticator_app_too_the_challenge_offers_it(client, returning, emulator):
+    secret, _ = returning
+    add_verified_factor(emulator, client, "phone")
+    page = client.get("/two-factor").get_data(as_text=True)
+    assert "<strong>Phone</strong>" in page and "Use another authenticator app" not in page
+    assert post_code(client, pyotp.TOTP(secret).now()).status_code == 302
+    assert aal_of(client) == "aal2"
+
+
+def test_only_the_types_asked_for_are_counted():
+    from flask_storage import CHALLENGEABLE_FACTORS, verified_factors
+
+    factors = [{"factor_type": "totp", "status": "verified"},
+               {"factor_type": "phone", "status": "verified"},
+               {"factor_type": "totp", "status": "unverified"}]
+    assert verified_factors(factors) == 2
+    assert verified_factors(factors, CHALLENGEABLE_FACTORS) == 1
+
+
+# --- wording and the set-up page -------------------------------------------------------------
+
+
+def test_no_signed_in_as_before_the_code(client, returning):
+    secret, _ = returning
+    page = client.get("/two-factor?next=/account").get_data(as_text=True)
+    assert not any(f.startswith("Signed in as") for f in flashes(page))
+    post_code(client, pyotp.TOTP(secret).now())
+    assert any(f.startswith("Signed in as") for f in flashes(
+        client.get("/account").get_data(as_text=True)))
+
+
+def enrol_page(client, name: str = "Phone") -> str:
+    page = client.get("/account/two-factor").get_data(as_text=True)
+    return client.post("/account/two-factor", data={"csrf_token": csrf_token(page),
+                                                    "name": name}).get_data(as_text=True)
+
+
+def shown_secret(body: str) -> str | None:
+    match = re.search(r'<code class="secret"[^>]*>([A-Z2-7 ]+)</code>', body)
+    return match.group(1).replace(" ", "") if match else None
+
+
+@pytest.mark.parametrize("code, status", [("12", 400), (None, 401)])
+def test_a_mistyped_code_at_set_up_keeps_the_qr_code_and_key(client, person, code, status):
+    body = enrol_page(client)
+    secret = shown_secret(body)
+    factor_id = re.search(r"/account/two-factor/([0-9a-f-]{36})/confirm", body).group(1)
+    sealed = re.search(r'name="enrolment" value="([^"]+)"', body).group(1)
+    assert secret not in sealed
+    again = client.post(f"/account/two-factor/{factor_id}/confirm", data={
+        "csrf_token": csrf_token(body), "enrolment": sealed,
+        "code": code or wrong_code(secret)})
+    text = again.get_data(as_text=True)
+    assert again.status_code == status
+    assert shown_secret(text) == secret
+    assert re.search(r'<img class="qr-code" src="data:image/svg\+xml;base64,', text)
+    with client.session_transaction() as stored:
+        assert secret not in repr(dict(stored))
+    done = client.post(f"/account/two-factor/{factor_id}/confirm", data={
+        "csrf_token": csrf_token(text), "code": pyotp.TOTP(secret).now()})
+    assert done.status_code == 302 and aal_of(client) == "aal2"
+
+
+def test_a_sealed_set_up_shows_only_to_its_own_factor_and_person(client, person, make_app,
+                                                                  emulator, github_account):
+    body = enrol_page(client)
+    secret = shown_secret(body)
+    factor_id = re.search(r"/account/two-factor/([0-9a-f-]{36})/confirm", body).group(1)
+    sealed = re.search(r'name="enrolment" value="([^"]+)"', body).group(1)
+    other_factor = "00000000-0000-4000-8000-000000000000"
+    for path, value in ((f"/account/two-factor/{other_factor}/confirm", sealed),
+                        (f"/account/two-factor/{factor_id}/confirm", sealed[:-4] + "AAAA"),
+                        (f"/account/two-factor/{factor_id}/confirm", "é" * 10)):
+        answer = client.post(path, data={"csrf_token": csrf_token(body), "enrolment": value,
+                                         "code": "12"})
+        assert answer.status_code == 400 and shown_secret(answer.get_data(as_text=True)) is None
+    stranger = Browser(make_app().test_client(), emulator.url)
+    try:
+        stranger.sign_in(github_account())
+        page = stranger.client.get("/account").get_data(as_text=True)
+        answer = stranger.client.post(f"/account/two-factor/{factor_id}/confirm", data={
+            "csrf_token": csrf_token(page), "enrolment": sealed, "code": "12"})
+        assert secret not in answer.get_data(as_text=True)
+    finally:
+        stranger.close()
+
+
+def test_the_default_name_reads_naturally(client, person):
+    body = enrol_page(client, name="")
+    assert "Add your authenticator app" in body
+    set_up_authenticator(client, name="")
+    said = " ".join(flashes(client.get("/account").get_data(as_text=True)))
+    assert "you will enter a code from your authenticator app." in said
+    assert "“Authenticator app”" not in said
+    again = enrol_page(client, name="")
+    assert "without a name of its own" in alert(again)
+
+
+# --- two tabs --------------------------------------------------------------------------------
+
+
+def test_two_tabs_the_code_counts_in_the_tab_it_is_entered(client, browser, person, enrolled):
+    """Issue 18: sign-in started and authorised in tabs A and B; the code typed in tab A."""
+    secret, _ = enrolled
+    page = client.get("/").get_data(as_text=True)
+    client.post("/signout", data={"csrf_token": csrf_token(page)})
+    consent_a, consent_b = browser.start(), browser.start()
+    assert browser.approve(person, consent_a).headers["Location"] == "/"
+    tab_a = client.get(client.get("/").headers["Location"]).get_data(as_text=True)
+    assert browser.approve(person, consent_b).headers["Location"] == "/"
+    tab_b = client.get(client.get("/").headers["Location"]).get_data(as_text=True)
+    form = {"csrf_token": csrf_token(tab_a), "next": "/",
+            "factor": re.search(r'name="factor" value="([^"]+)"', tab_a).group(1)}
+    entered = client.post("/two-factor", data={**form, "code": pyotp.TOTP(secret).now()})
+    assert (entered.status_code, entered.headers["Location"]) == (302, "/")
+    assert aal_of(client) == "aal2"
+    # Tab B, sent afterwards, lands signed in.
+    later = client.post("/two-factor", data={"csrf_token": csrf_token(tab_b), "next": "/",
+                                             "code": pyotp.TOTP(secret).now()})
+    assert later.headers["Location"] == "/"
+    assert "Hello," in client.get("/").get_data(as_text=True)
+
+
+def test_a_refused_form_shows_the_signed_in_header(client, person):
+    """A stale form's 400 page is built before the user check; its header still says who."""
+    response = client.post("/two-factor", data={"csrf_token": "stale", "code": "123456"})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400 and "This form expired" in page
+    header = page[page.index('<header'):page.index('</header>')]
+    assert ">Account</a>" in header and ">Sign in</a>" not in header
