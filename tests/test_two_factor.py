@@ -7,8 +7,10 @@ from __future__ import annotations
 import html
 import re
 import sqlite3
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
 import httpx
@@ -370,6 +372,35 @@ def test_the_workers_of_one_server_share_the_count(client, returning, make_app, 
     other.set_cookie("session", client.get_cookie("session").value, domain="localhost")
     answer = other.post("/two-factor", data={**form, "code": wrong_code(secret)})
     assert "You can try 3 more times." in alert(answer.get_data(as_text=True))
+
+
+def test_guesses_sent_at_once_test_at_most_five_codes(client, returning):
+    """Each try is counted before the code goes to Supabase, so parallel guesses cannot race
+    past the limit."""
+    secret, _ = returning
+    page = client.get("/two-factor?next=/account").get_data(as_text=True)
+    cookie = client.get_cookie("session").value
+    form = {"csrf_token": csrf_token(page), "next": "/account", "code": wrong_code(secret)}
+    app = client.application
+    checked = []
+    app.extensions["supabase"].http.event_hooks["request"].append(
+        lambda request: request.url.path.endswith("/verify") and checked.append(1))
+    start = threading.Barrier(12)
+
+    def guess() -> int:
+        guesser = app.test_client()
+        guesser.set_cookie("session", cookie, domain="localhost")
+        start.wait(timeout=10)
+        return guesser.post("/two-factor", data=form).status_code
+
+    try:
+        with ThreadPoolExecutor(12) as pool:
+            statuses = list(pool.map(lambda _: guess(), range(12)))
+    finally:
+        app.extensions["supabase"].http.event_hooks["request"].pop()
+    assert len(checked) <= two_factor.MAX_TRIES
+    assert statuses.count(302) >= 12 - two_factor.MAX_TRIES + 1  # the rest: signed out
+    assert all(status in (302, 401) for status in statuses)
 
 
 def test_a_try_supabase_did_not_judge_is_not_counted(client, returning, monkeypatch):
