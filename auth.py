@@ -147,10 +147,12 @@ def load_user() -> None:
 
 
 def _request_user(_request) -> User | None:
-    """The user load_user verified; for a request refused before it ran (a stale CSRF token),
-    the cookie's user as far as its token alone tells, so the page's header is still right."""
-    if "auth_user" in g:
-        return g.auth_user
+    """The user load_user verified. Where it did not look (a request refused before it ran,
+    such as a stale CSRF token; sign-out's own pages), the cookie's user as far as the token
+    alone tells, so that the page's header still says who is signed in."""
+    user = g.get("auth_user")
+    if user is not None or ("auth_user" in g and request.endpoint not in SKIP_USER_CHECK):
+        return user
     tokens = stored_tokens()
     if tokens is None:
         return None
