@@ -344,8 +344,10 @@ def _signed_in(new_session, flow: dict, previous: dict | None):
     session.permanent = True
     user = User(trust(new_session.access_token))
     if flow.get("intent") == "link":
-        if isinstance(kept.get(SIGNED_IN_KEY), dict):  # linking proves nothing new
-            session[SIGNED_IN_KEY] = {**kept[SIGNED_IN_KEY], "session": _session_id(tokens)}
+        record = kept.get(SIGNED_IN_KEY)
+        if isinstance(record, dict) and record.get("session") == _session_id(previous):
+            # Linking proves nothing new: the new session inherits the old one's sign-in time.
+            session[SIGNED_IN_KEY] = {**record, "session": _session_id(tokens)}
         flash(f"{provider_name(flow['provider'])} is now linked to your account.", "success")
         return redirect(flow["next"])
     session.pop(SIGNED_IN_KEY, None)
