@@ -9,6 +9,7 @@ import re
 import sqlite3
 import threading
 import time
+import types
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
@@ -934,3 +935,20 @@ def test_a_refused_form_shows_the_signed_in_header(client, person):
     assert response.status_code == 400 and "This form expired" in page
     header = page[page.index('<header'):page.index('</header>')]
     assert ">Account</a>" in header and ">Sign in</a>" not in header
+
+
+def test_a_count_expires_a_session_lifetime_after_the_last_wrong_code(tmp_path, monkeypatch):
+    from instance_data import SharedDatabase
+
+    counts = two_factor.WrongCodes(SharedDatabase(tmp_path / "app.sqlite3",
+                                                  two_factor.WrongCodes.SCHEMA), lifetime=100)
+    assert [counts.take("session-a") for _ in range(3)] == [1, 2, 3]
+    counts.give_back("session-a")
+    assert counts.count("session-a") == 2 and counts.count("session-b") == 0
+    later = time.time() + 101
+    monkeypatch.setattr(two_factor, "time", types.SimpleNamespace(time=lambda: later))
+    assert counts.count("session-a") == 0
+    assert counts.take("session-a") == 1  # counted afresh, and the old row is gone
+    rows = counts.database.connect().execute("SELECT COUNT(*) FROM mfa_wrong_codes").fetchone()
+    assert rows == (1,)
+    assert (tmp_path / "app.sqlite3").stat().st_mode & 0o077 == 0
