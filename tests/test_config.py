@@ -128,9 +128,9 @@ LOCAL = {"FLASK_DEBUG": "1", "SUPABASE_URL": "http://127.0.0.1:54321",
                                  "x" * 40, "HS256")}, "'service_role' JWT"),
     ({"SECRET_KEY": "dev"}, "SECRET_KEY is too weak"),
 ])
-def test_debug_relaxes_only_what_a_laptop_needs(environment, change, reason):
+def test_debug_relaxes_only_what_a_laptop_needs(environment, tmp_path, change, reason):
     """Issue 17: FLASK_DEBUG=1 switched the whole production guard off."""
-    environment(**{**LOCAL, **change})
+    environment(**{**LOCAL, "INSTANCE_PATH": str(tmp_path), **change})
     with pytest.raises(ConfigError, match=reason):
         create_app()
 
