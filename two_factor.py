@@ -61,6 +61,7 @@ bp = Blueprint("two_factor", __name__)
 
 CHALLENGE_KEY = "mfa_challenge"  # the challenge under way: factor, challenge id, expiry, name
 MAX_TRIES = 5  # wrong codes per Supabase session; the fifth signs it out
+WRONG_CODES = "two_factor.wrong_codes"  # app.extensions key of the WrongCodes count
 EXPIRY_MARGIN = 30  # seconds: a challenge this close to its end is replaced before it is shown
 CODE = re.compile(r"[0-9]{6}")
 UUID = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
@@ -89,13 +90,9 @@ TURNED_OFF = ("Two-factor authentication is turned off in this site's Supabase p
 
 
 def init_app(app: Flask) -> None:
-    """The pages, the level check before every view (after auth's, which loads the user), and
-    the count of wrong codes that all of a server's workers share."""
+    """The pages, and the level check before every view (after auth's, which loads the user)."""
     app.register_blueprint(bp)
     app.before_request(require_level)
-    lifetime = app.permanent_session_lifetime.total_seconds()
-    app.extensions["two_factor.wrong_codes"] = WrongCodes(
-        instance_data.shared_database(app, WrongCodes.SCHEMA), lifetime)
     app.add_template_global(own_name)
 
 
@@ -152,8 +149,14 @@ class WrongCodes:
 
 
 def wrong_codes() -> WrongCodes:
-    """This app's count of wrong codes."""
-    return current_app.extensions["two_factor.wrong_codes"]
+    """This app's count of wrong codes (the instance folder is created on first use only)."""
+    counts = current_app.extensions.get(WRONG_CODES)
+    if counts is None:
+        app = current_app._get_current_object()
+        counts = app.extensions.setdefault(WRONG_CODES, WrongCodes(
+            instance_data.shared_database(app, WrongCodes.SCHEMA),
+            app.permanent_session_lifetime.total_seconds()))
+    return counts
 
 
 def own_name(name: str | None) -> str | None:
