@@ -81,6 +81,7 @@ ENVIRONMENT = {
 # Placeholders seen in tutorials and .env files; a key this guessable signs anyone's cookie.
 WEAK_SECRETS = {"dev", "secret", "changeme", "change-me", "your-secret-key", "supersecret"}
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+DEBUG_SITE_URL = "http://localhost:5000"  # `flask run --debug` without SITE_URL
 # The local emulator and `supabase start` listen here and sign with public demo keys
 # (JWTs with "iss": "supabase-demo", and a published JWT secret): fine on a laptop only.
 DEMO_PORT = 54321
@@ -147,7 +148,8 @@ def _derive(app: Flask) -> None:
     if app.debug and not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = _dev_secret_key(app)
     if app.debug and not app.config["SITE_URL"]:
-        app.config["SITE_URL"] = "http://127.0.0.1:5000"
+        # A host name, not 127.0.0.1: browsers refuse WebAuthn (passkeys) on IP addresses.
+        app.config["SITE_URL"] = DEBUG_SITE_URL
     site_url = (app.config["SITE_URL"] or "").rstrip("/")
     app.config["SITE_URL"] = site_url
     if site_url.startswith("https://"):

@@ -34,9 +34,10 @@ class Refetched(Generic[T]):
         self._under_way: threading.Event | None = None
         self._lock = threading.Lock()
 
-    def get(self) -> T | None:
-        """The value, refetched first when it is older than ``max_age``; None if never fetched."""
-        if self._clock() - self._fetched_at > self._max_age:
+    def get(self, max_age: float | None = None) -> T | None:
+        """The value, refetched first when it is older than ``max_age`` (the constructor's
+        unless given); None if never fetched."""
+        if self._clock() - self._fetched_at > (self._max_age if max_age is None else max_age):
             return self.refetch()
         return self._value
 

@@ -189,7 +189,8 @@ def test_two_tabs_signing_in_at_once_both_land(client, browser, github_account):
 
 def test_code_arriving_at_home_is_handled_and_logged(make_app, emulator, github_account, caplog):
     # A callback URL the project does not allow: Supabase falls back to its SITE_URL, "/".
-    app = make_app(SITE_URL="http://app.invalid:5000", DEBUG=True)
+    # SERVER_NAME: the test client asks for SITE_URL's host, which debug runs redirect to.
+    app = make_app(SITE_URL="http://app.invalid:5000", DEBUG=True, SERVER_NAME="app.invalid:5000")
     browser = Browser(app.test_client(), emulator.url)
     try:
         with caplog.at_level(logging.WARNING, logger="app"):

@@ -85,7 +85,7 @@ def test_debug_runs_without_secret_key_and_site_url(environment, tmp_path, monke
     assert len(app.config["SECRET_KEY"]) == 64
     assert again.config["SECRET_KEY"] == app.config["SECRET_KEY"]  # survives a reload
     assert (tmp_path / "instance" / "dev_secret_key").stat().st_mode & 0o077 == 0
-    assert app.config["SITE_URL"] == "http://127.0.0.1:5000"
+    assert app.config["SITE_URL"] == "http://localhost:5000"  # a name: passkeys refuse IPs
     assert app.config["SESSION_COOKIE_SECURE"] is False
 
 
