@@ -22,12 +22,12 @@ class Refetched(Generic[T]):
     """
 
     def __init__(self, fetch: Callable[[], T | None], *, max_age: float, min_interval: float,
-                 wait: float, clock: Callable[[], float] = time.monotonic) -> None:
+                 wait: float, clock: Callable[[], float] | None = None) -> None:
         self._fetch = fetch
         self._max_age = max_age
         self._min_interval = min_interval
         self._wait = wait
-        self._clock = clock
+        self._clock = clock or time.monotonic  # looked up now, so tests can move it
         self._value: T | None = None
         self._fetched_at = float("-inf")
         self._tried_at = float("-inf")

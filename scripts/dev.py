@@ -5,7 +5,8 @@ make dev       the app in debug mode on http://localhost:APP_PORT, on the Supaba
 make emulator  only that emulator, with the same settings (``python -m emulator --app-url``)
 
 APP_PORT (5000), EMULATOR_PORT (54321), SUPABASE_URL and SITE_URL are read from the environment,
-then from .env. Every decision is said in one line; every reason to stop names what to change.
+then from .env (unless FLASK_SKIP_DOTENV=1, as for Flask). Every decision is said in one line;
+every reason to stop names what to change.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ class Settings:
     """The environment over .env: the person's shell wins, as python-dotenv lets it."""
 
     def __init__(self, environ: dict[str, str], env_file: Path) -> None:
-        values = dotenv_values(env_file) if env_file.is_file() else {}
+        # Read exactly when Flask's CLI reads it (FLASK_SKIP_DOTENV=1 turns both off).
+        skip = environ.get("FLASK_SKIP_DOTENV", "").lower() in ("1", "true", "yes")
+        values = dotenv_values(env_file) if env_file.is_file() and not skip else {}
         self.file = {name: value.strip() for name, value in values.items() if value}
         self.environ = {name: value.strip() for name, value in environ.items() if value.strip()}
 
