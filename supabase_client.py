@@ -51,6 +51,11 @@ class Backoff:
         """Whether a check may call Supabase now."""
         return self._clock() >= self._until
 
+    @property
+    def failing(self) -> bool:
+        """Whether a call failed and none has succeeded since."""
+        return self._failures > 0
+
     def failed(self) -> None:
         """Supabase did not answer: wait longer before the next check."""
         with self._lock:
@@ -68,11 +73,11 @@ class Backoff:
 
 
 class ProjectSettings:
-    """The project's public /auth/v1/settings, fetched at most once a minute per process (at
-    most every few seconds when a sign-in starts), and whether Supabase answered last time."""
+    """The project's public /auth/v1/settings, fetched at most once a minute per process, and
+    whether Supabase answered last time; after a failure, asked again every few seconds."""
 
     TTL = 60.0
-    FRESH = 5.0  # a sign-in start sends the browser to Supabase on an answer this recent
+    FRESH = 5.0  # after a failure: how old an answer may be before asking again
 
     def __init__(self, shared: SupabaseExtension) -> None:
         self._shared = shared
@@ -88,11 +93,13 @@ class ProjectSettings:
         return None if external is None else bool(external.get(provider, False))
 
     def reachable(self) -> bool:
-        """Whether Supabase answers, by an answer at most FRESH seconds old; while the back-off
-        after a failed call is under way, no without asking."""
-        if not self._shared.backoff.ready():
+        """Whether Supabase answers: no while the back-off after a failed call is under way;
+        after it, by an answer at most FRESH seconds old; otherwise by the last answer."""
+        backoff = self._shared.backoff
+        if not backoff.ready():
             return False
-        self._external.get(max_age=self.FRESH)
+        in_doubt = backoff.failing or not self._answered
+        self._external.get(max_age=self.FRESH if in_doubt else None)
         return self._answered
 
     def _fetch(self) -> dict[str, bool] | None:
