@@ -11,6 +11,7 @@ every reason to stop names what to change.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import socket
@@ -194,13 +195,38 @@ def app_environment(settings: Settings, site_url: str, supabase: Supabase) -> di
     return environment
 
 
+def is_ip_address(host: str) -> bool:
+    """127.0.0.1, ::1 and the like, as opposed to a host name."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def site_url_for(settings: Settings, app_port: int) -> str:
+    """SITE_URL as set, or http://localhost:APP_PORT; a local one must be on APP_PORT, since
+    debug runs send every request to SITE_URL's address."""
+    default = f"http://localhost:{app_port}"
+    site_url = (settings.get("SITE_URL") or default).rstrip("/")
+    parts = urlsplit(site_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    if parts.hostname in LOOPBACK and port != app_port:
+        raise Stop(f"SITE_URL={site_url} (in {settings.source('SITE_URL')}) is not on APP_PORT "
+                   f"{app_port}: set SITE_URL={default}, or leave it empty.")
+    if is_ip_address(parts.hostname or ""):
+        print(f"Note: SITE_URL={site_url} is an IP address, where browsers refuse passkeys; "
+              f"{default} works.", flush=True)
+    return site_url
+
+
 def dev(settings: Settings) -> int:
     """Check the ports, pick the Supabase, start the emulator if needed, run the app."""
     app_port = settings.port("APP_PORT")
     emulator_port = settings.port("EMULATOR_PORT")
     if port_in_use(app_port):
         raise busy("APP_PORT", app_port, "the app", "dev")
-    site_url = (settings.get("SITE_URL") or f"http://localhost:{app_port}").rstrip("/")
+    site_url = site_url_for(settings, app_port)
     supabase = choose_supabase(settings, emulator_port, site_url)
     emulator = None
     try:
@@ -229,7 +255,7 @@ def emulator_only(settings: Settings) -> int:
     port = settings.port("EMULATOR_PORT")
     if port_in_use(port):
         raise busy("EMULATOR_PORT", port, "the emulator", "emulator")
-    site_url = (settings.get("SITE_URL") or f"http://localhost:{app_port}").rstrip("/")
+    site_url = site_url_for(settings, app_port)
     return subprocess.call(emulator_command(port, site_url), cwd=ROOT)  # noqa: S603
 
 

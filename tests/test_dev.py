@@ -196,6 +196,28 @@ def test_env_example_as_it_stands_runs_on_the_emulator(tmp_path):
     assert settings.port("APP_PORT") == 5000 and settings.get("SITE_URL") is None
 
 
+@pytest.mark.parametrize("site_url, stops", [
+    ("http://localhost:5001", "SITE_URL=http://localhost:5001 (in .env) is not on APP_PORT 5000"),
+    ("http://127.0.0.1:5000", None),
+    ("https://dev.example.com", None),
+    ("", None),
+])
+def test_a_local_site_url_must_be_on_app_port(tmp_path, site_url, stops):
+    settings = settings_with(tmp_path, f"SITE_URL={site_url}\n")
+    if stops:
+        with pytest.raises(dev.Stop, match=re.escape(stops)):
+            dev.site_url_for(settings, 5000)
+    else:
+        assert dev.site_url_for(settings, 5000) == (site_url or "http://localhost:5000")
+
+
+def test_a_site_url_on_an_ip_address_gets_a_note_about_passkeys(tmp_path, capsys):
+    dev.site_url_for(settings_with(tmp_path, "SITE_URL=http://127.0.0.1:5000\n"), 5000)
+    assert "is an IP address, where browsers refuse passkeys" in capsys.readouterr().out
+    dev.site_url_for(settings_with(tmp_path, ""), 5000)
+    assert capsys.readouterr().out == ""
+
+
 # -- the whole of make dev -------------------------------------------------------------------
 
 def sign_in(http: httpx.Client, app_url: str, emulator_url: str) -> list[httpx.Response]:
@@ -262,6 +284,9 @@ def test_make_emulator_is_the_emulator_of_make_dev(tmp_path):
         with httpx.Client(base_url=f"{url}/auth/v1", timeout=5,
                           headers={"apikey": keys.PUBLISHABLE_KEY}) as http:
             external = http.get("/settings").json()["external"]
+        # localhost may mean ::1 first; the emulator still answers there (over 127.0.0.1).
+        assert httpx.get(f"http://localhost:{emulator_port}/auth/v1/.well-known/jwks.json",
+                         timeout=5).status_code == 200
     assert [name for name in ("github", "gitlab", "google") if external[name]] == [
         "github", "gitlab", "google"]
     assert f"SITE_URL=http://localhost:{app_port}" in output.read_text()

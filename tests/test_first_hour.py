@@ -177,3 +177,18 @@ def test_an_error_that_says_its_own_cause_keeps_it(client):
     assert response.status_code == 404
     assert "Signing in with &#39;myspace&#39; is not available here." in response.get_data(
         as_text=True)
+
+
+# -- the app and the emulator on one host name -----------------------------------------------
+
+def test_the_emulators_cookie_stays_apart_from_the_apps(app):
+    """Cookies ignore ports: on localhost the app (5000) and the emulator (54321) share them."""
+    from emulator import close_app
+    from emulator import create_app as create_emulator
+
+    emulator_app = create_emulator({"DATABASE": ":memory:"})
+    try:
+        assert emulator_app.config["SESSION_COOKIE_NAME"] != app.config["SESSION_COOKIE_NAME"]
+        assert emulator_app.config["SESSION_COOKIE_PATH"] == "/dashboard"  # no page of the app
+    finally:
+        close_app(emulator_app)
