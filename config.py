@@ -21,6 +21,7 @@ DEFAULTS = {
     "SUPABASE_TIMEOUT": 5.0,  # seconds a worker may wait on Supabase for one call
     "SECRET_KEY": None,
     "SITE_URL": None,
+    "APP_PORT": 5000,  # `make dev`'s port; in debug without SITE_URL: http://localhost:APP_PORT
     "AUTH_PROVIDERS": "github",
     "AUTH_SCOPES": "",  # e.g. "github:read:user repo,gitlab:read_user"
     "AUTH_REVALIDATE_SECONDS": 60,
@@ -67,6 +68,7 @@ ENVIRONMENT = {
     "SUPABASE_TIMEOUT": float,
     "SECRET_KEY": str,
     "SITE_URL": str,
+    "APP_PORT": int,
     "AUTH_PROVIDERS": str,
     "AUTH_SCOPES": str,
     "AUTH_REVALIDATE_SECONDS": int,
@@ -81,7 +83,6 @@ ENVIRONMENT = {
 # Placeholders seen in tutorials and .env files; a key this guessable signs anyone's cookie.
 WEAK_SECRETS = {"dev", "secret", "changeme", "change-me", "your-secret-key", "supersecret"}
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
-DEBUG_SITE_URL = "http://localhost:5000"  # `flask run --debug` without SITE_URL
 # The local emulator and `supabase start` listen here and sign with public demo keys
 # (JWTs with "iss": "supabase-demo", and a published JWT secret): fine on a laptop only.
 DEMO_PORT = 54321
@@ -149,7 +150,7 @@ def _derive(app: Flask) -> None:
         app.config["SECRET_KEY"] = _dev_secret_key(app)
     if app.debug and not app.config["SITE_URL"]:
         # A host name, not 127.0.0.1: browsers refuse WebAuthn (passkeys) on IP addresses.
-        app.config["SITE_URL"] = DEBUG_SITE_URL
+        app.config["SITE_URL"] = f"http://localhost:{app.config['APP_PORT']}"
     site_url = (app.config["SITE_URL"] or "").rstrip("/")
     app.config["SITE_URL"] = site_url
     if site_url.startswith("https://"):

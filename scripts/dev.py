@@ -61,7 +61,7 @@ class Settings:
             return PORTS[name]
         if not raw.isdigit() or not 0 < int(raw) < 65536:
             raise Stop(f"{name}={raw!r} (in {self.source(name)}) is not a port number; "
-                       f"use one from 1024 to 65535, e.g. {name}={PORTS[name]}.")
+                       f"use a whole number from 1 to 65535, e.g. {name}={PORTS[name]}.")
         return int(raw)
 
 

@@ -92,3 +92,21 @@ def test_debug_runs_without_secret_key_and_site_url(environment, tmp_path, monke
 def test_a_test_config_ignores_the_environment(environment, make_app):
     environment(SUPABASE_URL="https://should-not-be-read.supabase.co")
     assert make_app().config["SUPABASE_URL"].startswith("http://127.0.0.1:")
+
+
+@pytest.mark.parametrize("port, site_url", [(None, "http://localhost:5000"),
+                                            ("5080", "http://localhost:5080")])
+def test_debug_site_url_is_localhost_on_app_port(environment, monkeypatch, tmp_path, port,
+                                                 site_url):
+    monkeypatch.delenv("APP_PORT", raising=False)  # a developer's own shell may set it
+    environment(FLASK_DEBUG="1", SUPABASE_URL="http://127.0.0.1:54321", SUPABASE_KEY="k",
+                INSTANCE_PATH=str(tmp_path), **({"APP_PORT": port} if port else {}))
+    app = create_app()
+    close(app)
+    assert app.config["SITE_URL"] == site_url
+
+
+def test_app_port_must_be_a_number(environment):
+    environment(**GOOD, APP_PORT="five thousand")
+    with pytest.raises(ConfigError, match="APP_PORT"):
+        create_app()
