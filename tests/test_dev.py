@@ -46,7 +46,8 @@ def environment(tmp_path: Path, **settings: str) -> dict[str, str]:
     """A shell without the developer's settings or .env, with its own emulator database and
     instance folder."""
     return clean_environment(
-        FLASK_SKIP_DOTENV="1", PYTHON=sys.executable, SECRET_KEY="", SITE_URL="",
+        FLASK_SKIP_DOTENV="1", PYTHON=sys.executable, SECRET_KEY="", SITE_URL="", APP_PORT="",
+        GITHUB_API_URL="",
         EMULATOR_DATABASE=str(tmp_path / "auth.sqlite3"),
         INSTANCE_PATH=str(tmp_path / "instance"), **settings)
 
@@ -238,6 +239,7 @@ def sign_in(http: httpx.Client, app_url: str, emulator_url: str) -> list[httpx.R
     return answers
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("supabase_url, reason", [
     (None, r"no SUPABASE_URL is set in the environment or \.env"),
     # As a .env written for the emulator, after a restart: nothing answers there yet.
@@ -275,6 +277,7 @@ def test_make_dev_runs_the_app_on_localhost_on_its_emulator(tmp_path, supabase_u
     assert port_is_free(app_port) and port_is_free(emulator_port)
 
 
+@pytest.mark.slow
 def test_make_emulator_is_the_emulator_of_make_dev(tmp_path):
     app_port, emulator_port = free_port(), free_port()
     url = f"http://127.0.0.1:{emulator_port}"
