@@ -45,11 +45,10 @@ dev = load_dev_module()
 def environment(tmp_path: Path, **settings: str) -> dict[str, str]:
     """A shell without the developer's settings or .env, with its own emulator database and
     instance folder."""
-    return clean_environment(
-        FLASK_SKIP_DOTENV="1", PYTHON=sys.executable, SECRET_KEY="", SITE_URL="", APP_PORT="",
-        GITHUB_API_URL="",
-        EMULATOR_DATABASE=str(tmp_path / "auth.sqlite3"),
-        INSTANCE_PATH=str(tmp_path / "instance"), **settings)
+    return clean_environment(**{
+        "FLASK_SKIP_DOTENV": "1", "PYTHON": sys.executable, "SECRET_KEY": "", "SITE_URL": "",
+        "APP_PORT": "", "GITHUB_API_URL": "", "EMULATOR_DATABASE": str(tmp_path / "auth.sqlite3"),
+        "INSTANCE_PATH": str(tmp_path / "instance"), **settings})
 
 
 def run_to_end(tmp_path: Path, *args: str, **settings: str) -> subprocess.CompletedProcess:
