@@ -93,19 +93,15 @@ class ProjectSettings:
         return None if external is None else bool(external.get(provider, False))
 
     def reachable(self) -> bool:
-        """Whether Supabase answers: no while the back-off after a failed call is under way;
-        after it, by an answer at most FRESH seconds old; otherwise by the last answer."""
-        backoff = self._shared.backoff
-        if not backoff.ready():
-            return False
-        in_doubt = backoff.failing or not self._answered
+        """Whether Supabase answers, by its last answer here; when a call failed lately (the
+        back-off is under way, say), by an answer at most FRESH seconds old. A rate-limited
+        call counts as a failure there, but /settings is not rate-limited: it answers."""
+        in_doubt = self._shared.backoff.failing or not self._answered
         self._external.get(max_age=self.FRESH if in_doubt else None)
         return self._answered
 
     def _fetch(self) -> dict[str, bool] | None:
         shared = self._shared
-        if not shared.backoff.ready():
-            return None  # keep the last answer; ask again once the back-off is over
         try:
             response = shared.http.get(f"{shared.url}/auth/v1/settings",
                                        headers={"apikey": shared.key})
