@@ -92,3 +92,21 @@ def test_debug_runs_without_secret_key_and_site_url(environment, tmp_path, monke
 def test_a_test_config_ignores_the_environment(environment, make_app):
     environment(SUPABASE_URL="https://should-not-be-read.supabase.co")
     assert make_app().config["SUPABASE_URL"].startswith("http://127.0.0.1:")
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("user_metadata.role", "must not point into user_metadata"),
+    ("app_metadata..role", "not a claim name"),
+])
+def test_refuses_a_role_claim_people_could_write_or_that_names_nothing(environment, value,
+                                                                      problem):
+    environment(**GOOD, AUTH_ROLE_CLAIM=value)
+    with pytest.raises(ConfigError, match=f"AUTH_ROLE_CLAIM.*{problem}"):
+        create_app()
+
+
+def test_a_hooks_role_claim_is_accepted(environment):
+    environment(**GOOD, AUTH_ROLE_CLAIM="user_role")
+    app = create_app()
+    assert app.config["AUTH_ROLE_CLAIM"] == "user_role"
+    close(app)
