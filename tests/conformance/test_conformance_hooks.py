@@ -7,6 +7,7 @@ on every token it issues); see README.md for running them against a real server.
 import time
 import uuid
 
+import pyotp
 import pytest
 
 from tests.conformance.hook_receiver import Answer, HookReceiver, echo, json_answer
@@ -82,6 +83,22 @@ def test_claims_the_hook_adds_or_rewrites_are_signed(hook, sign_in):
     assert claims["app_metadata"]["role"] == "editor"
     assert "role" not in session["user"]["app_metadata"]  # the user is unchanged
     assert session["expires_at"] == claims["exp"]
+
+
+def test_the_claims_are_signed_with_sorted_keys(sign_in):
+    """The hook's claims are a Go map when signed, and Go writes a map's keys in order."""
+    claims = jwt_parts(sign_in()["access_token"])[1]
+    assert list(claims) == sorted(claims)
+
+
+def test_a_verified_second_factor_runs_the_hook_with_totp(hook, client_sign_in, gotrue):
+    client_sign_in()
+    factor = gotrue.mfa.enroll({"factor_type": "totp", "friendly_name": "Phone"})
+    hook.calls.clear()
+    gotrue.mfa.challenge_and_verify({"factor_id": factor.id,
+                                     "code": pyotp.TOTP(factor.totp.secret).now()})
+    assert [call.payload["authentication_method"] for call in hook.calls] == ["totp"]
+    assert hook.calls[0].payload["claims"]["aal"] == "aal2"
 
 
 def test_the_hook_runs_on_every_refresh(hook, sign_in, refresh):
