@@ -11,7 +11,7 @@ import pyotp
 import pytest
 
 from tests.conformance.hook_receiver import Answer, HookReceiver, echo, json_answer
-from tests.conformance.support import jwt_parts
+from tests.conformance.support import jwt_parts, query_of, single
 
 REQUIRED = ["aud", "exp", "iat", "sub", "email", "phone", "role", "aal", "session_id",
             "is_anonymous"]
@@ -203,3 +203,14 @@ def test_an_unreachable_hook_fails_after_retries(hook, sign_in, refresh):
         hook.start()
     assert error_of(failed) == (422, "hook_timeout_after_retry",
                                 "Failed to reach hook after maximum retries")
+
+
+def test_a_failed_hook_at_an_implicit_callback_redirects_with_the_error(hook, oauth):
+    hook.respond = lambda payload: Answer(500)
+    flow = oauth.run(method=None)  # no PKCE: the callback itself issues the tokens
+    assert flow.callback.status_code == 302
+    params = single(query_of(flow.location))
+    assert params["error"] == "server_error"
+    assert params["error_description"] == "Unexpected status code returned from hook: 500"
+    assert params.get("error_code", "") == ""  # the hook's error has no code
+    assert "access_token" not in flow.location
