@@ -9,7 +9,9 @@ turn every periodic check into a refresh.
 from __future__ import annotations
 
 import base64
+import html
 import json
+import re
 import secrets
 
 import httpx
@@ -43,10 +45,15 @@ HOOKS = {"user_role": add_user_role, "app_metadata": rewrite_app_metadata}
 ROLE_CLAIM = {"user_role": "user_role", "app_metadata": "app_metadata.role"}
 
 
+FAILING: dict[str, httpx.Response] = {}  # a test puts an "answer" here to make the hook fail
+
+
 def hook_transport(change) -> httpx.MockTransport:
-    """The hook's endpoint: the claims it was sent, changed."""
+    """The hook's endpoint: the claims it was sent, changed (or the failure a test set)."""
 
     def handle(request: httpx.Request) -> httpx.Response:
+        if "answer" in FAILING:
+            return FAILING["answer"]
         claims = json.loads(request.content)["claims"]
         change(claims)
         return httpx.Response(200, json={"claims": claims})
@@ -158,3 +165,24 @@ def test_a_cookie_from_before_the_digest_refreshes_at_most_once(
     # it differ once; the refresh stores the digest and the next check is a check again.
     once = [REFRESH] if hook == "app_metadata" else []
     assert network.names() == ["user", *once, "user"]
+
+
+@pytest.mark.parametrize("answer", [
+    httpx.Response(500),
+    httpx.Response(200, json={"error": {"http_code": 403, "message": "Not allowed here"}}),
+    httpx.Response(200, json={"claims": {"sub": "only"}}),
+], ids=["hook-500", "hook-refuses", "claims-missing"])
+def test_a_failing_hook_at_sign_in_is_a_page_and_try_again_works_once_it_answers(
+        client, browser, github_account, answer):
+    FAILING["answer"] = answer
+    try:
+        response = browser.sign_in(github_account())
+    finally:
+        FAILING.clear()
+    page = response.get_data(as_text=True)
+    assert response.status_code == 503
+    assert "Please try again in a moment." in page
+    retry = re.search(r'href="(/callback\?[^"]+)">Try again', page)
+    assert retry  # Supabase kept the code: the failed exchange was rolled back
+    assert client.get(html.unescape(retry.group(1))).status_code in (302, 303)
+    assert "Hello," in client.get("/").get_data(as_text=True)
