@@ -42,6 +42,12 @@ MFA_FACTORS = "mfa_factors"
 # owner at the challenge, told why, instead of letting them through at aal1.
 CHALLENGEABLE_FACTORS = frozenset({"totp"})
 
+# A short digest of the user's app_metadata as Supabase last handed it over with tokens (the
+# token response's user, not the token's claims). The periodic GET /user check compares with
+# it to tell whether the team changed app_metadata since: a custom access token hook may put
+# anything in the token's own app_metadata, so the token cannot be the reference.
+APP_METADATA_DIGEST = "app_metadata_digest"
+
 
 class FlaskSessionStorage(SyncSupportedStorage):
     """Keeps supabase_auth's items in ``flask.session``, trimming the session to fit a cookie."""
@@ -146,7 +152,15 @@ def _compact(raw_session: str, previous: dict | None) -> dict:
     factors = verified_factors(data["user"].get("factors"))
     if factors:
         kept[MFA_FACTORS] = factors
+    kept[APP_METADATA_DIGEST] = app_metadata_digest(data["user"].get("app_metadata"))
     return kept
+
+
+def app_metadata_digest(app_metadata) -> str:
+    """16 hex digits that change whenever a user's app_metadata does (canonical JSON, SHA-256)."""
+    canonical = json.dumps(app_metadata or {}, sort_keys=True, separators=(",", ":"),
+                           ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def verified_factors(factors, types: frozenset[str] | None = None) -> int:

@@ -12,6 +12,7 @@ from supabase_auth.types import Session
 
 from flask_storage import (
     FlaskSessionStorage,
+    app_metadata_digest,
     forget_provider_token,
     provider_token,
     stored_tokens,
@@ -60,8 +61,22 @@ def test_a_session_is_stored_without_the_user(storage):
     storage.set_item(STORAGE_KEY, json.dumps(FULL_SESSION))
     stored = dict(session[STORAGE_KEY])
     assert stored.pop("provider_token")
+    assert stored.pop("app_metadata_digest") == app_metadata_digest(
+        FULL_SESSION["user"]["app_metadata"])
     assert stored == {"access_token": ACCESS_TOKEN, "refresh_token": "abcdefghijkl",
                       "expires_at": 4600, "user_created_at": "2026-11-01T10:00:00.000000Z"}
+
+
+def test_the_app_metadata_digest_follows_the_token_response_not_the_token(storage):
+    """What Supabase says about the user is the reference; the token's claims may be a hook's."""
+    changed = {**FULL_SESSION, "user": {**FULL_SESSION["user"],
+                                        "app_metadata": {"provider": "github", "role": "admin"}}}
+    storage.set_item(STORAGE_KEY, json.dumps(FULL_SESSION))
+    before = session[STORAGE_KEY]["app_metadata_digest"]
+    storage.set_item(STORAGE_KEY, json.dumps(changed))
+    after = session[STORAGE_KEY]["app_metadata_digest"]
+    assert before != after == app_metadata_digest({"role": "admin", "provider": "github"})
+    assert len(after) == 16
 
 
 def test_the_provider_token_is_stored_encrypted(storage):
