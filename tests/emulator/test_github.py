@@ -39,7 +39,7 @@ def test_consent_page(page_client):
     html = response.get_data(as_text=True)
     assert "<title>Authorize Supabase Auth Emulator</title>" in html
     assert 'type="radio" name="login" value="octocat" checked' in html
-    assert "octocat — octocat@example.com" in html
+    assert '<strong>octocat</strong> <span class="muted">octocat@example.com</span>' in html
     assert ">Authorize</button>" in html and ">Cancel</button>" in html
 
 
