@@ -14,7 +14,7 @@ from flask import (
     session,
     url_for,
 )
-from flask_login import current_user, login_required
+from flask_login import login_required
 from supabase_auth.types import User as SupabaseUser
 
 import auth
@@ -63,6 +63,9 @@ def link(provider: str):
     every redirect after a POST, the provider's site included.
     """
     auth.require_provider(provider)
+    if not auth.signed_in_recently():
+        return auth.ask_to_sign_in_again(url_for("account.index"),
+                                         f"link {auth.provider_name(provider)}")
     flow_id = auth.new_flow_id()
     try:
         with auth.verifier_dropped_on_failure(), supabase_call(
@@ -98,7 +101,7 @@ def unlink(identity_id: str):
     if len(user.identities or []) <= 1:
         flash("This is your only way to sign in, so it cannot be unlinked.", "warning")
         return redirect(url_for("account.index"))
-    if not auth.signed_in_recently(current_user.claims):
+    if not auth.signed_in_recently():
         return auth.ask_to_sign_in_again(
             url_for("account.confirm_unlink", identity_id=identity_id),
             f"unlink {auth.provider_name(identity.provider)}")

@@ -25,13 +25,13 @@ from flask import (
 from flask_login import LoginManager, UserMixin, current_user
 from supabase_auth.constants import STORAGE_KEY
 from supabase_auth.helpers import decode_jwt
-from werkzeug.exceptions import TooManyRequests
+from werkzeug.exceptions import ServiceUnavailable, TooManyRequests
 
-from flask_storage import PROVIDER_TOKEN, stored_tokens
+from flask_storage import MFA_FACTORS, PROVIDER_TOKEN, stored_tokens
 from sessions import RETRY_AFTER, SessionEnded, current_claims, trust, unavailable
 from supabase_client import extension, get_supabase
 from supabase_errors import SUPABASE_ERRORS, Failure, classify
-from tokens import InvalidToken
+from tokens import InvalidToken, KeysUnavailable
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
@@ -42,7 +42,11 @@ FLOWS_KEY = "auth_flows"  # sign-ins under way in this browser, newest last
 MAX_FLOWS = 3  # enough for a few tabs signing in at once, small enough for the cookie
 FLOW_LIFETIME = 600  # seconds; Supabase itself lets a sign-in take five minutes
 SIGN_OUT_SCOPES = ("local", "global", "others")
-RECENT_SIGN_IN = 600  # seconds since sign-in within which unlinking or signing out everywhere works
+# When this browser's session last proved who the person is (a sign-in with a provider, a
+# passkey, or a two-factor code), with the Supabase session it proved it for. Linking,
+# unlinking, a first factor and signing other devices out need it within
+# AUTH_RECENT_SIGN_IN_SECONDS. The token's amr cannot tell: linking adds a fresh entry to it.
+SIGNED_IN_KEY = "auth_signed_in"
 # Sign-out needs only the stored tokens, and must work while Supabase is unreachable.
 SKIP_USER_CHECK = frozenset({"static", "pages.healthz", "pages.favicon", "auth.signout"})
 
@@ -76,6 +80,10 @@ CALLBACK_ERRORS = {
     "identity_already_exists": (409, "That account is already linked, to you or to someone "
                                      "else. Sign in with it instead, or link a different one."),
 }
+ANOTHER_BROWSER = ("This sign-in was started in another browser, or the cookie that ties it to "
+                   "this browser was lost. Please start again here.")
+
+
 class User(UserMixin):
     """The signed-in person, read from the verified access token's claims."""
 
@@ -113,7 +121,7 @@ def init_app(app: Flask) -> None:
     # The tokens are the binding between browser and account; Flask-Login's IP/user-agent hash
     # would only rewrite the cookie on every request.
     login_manager.session_protection = None
-    login_manager.request_loader(lambda _request: g.get("auth_user"))
+    login_manager.request_loader(_request_user)
     login_manager.unauthorized_handler(_ask_to_sign_in)
     app.register_blueprint(bp)
 
@@ -140,6 +148,23 @@ def load_user() -> None:
         flash(str(ended), "warning")
         return
     g.auth_user = User(claims)  # Flask-Login's request_loader hands it to current_user
+
+
+def _request_user(_request) -> User | None:
+    """The user load_user verified. Where it did not look (a request refused before it ran,
+    such as a stale CSRF token; sign-out's own pages), the cookie's user as far as the token
+    alone tells, so that the page's header still says who is signed in."""
+    user = g.get("auth_user")
+    if user is not None or ("auth_user" in g and request.endpoint not in SKIP_USER_CHECK):
+        return user
+    tokens = stored_tokens()
+    if tokens is None:
+        return None
+    try:
+        claims = extension().tokens.verify(tokens["access_token"])
+    except (InvalidToken, KeysUnavailable):
+        return None
+    return User(claims) if claims is not None else None
 
 
 def _forget_unreadable_cookie() -> None:
@@ -181,9 +206,12 @@ def provider_name(provider: str) -> str:
 
 
 def enabled_providers() -> list[dict]:
-    """The configured providers with their display names, in config order."""
+    """The configured providers with their display names, in config order, leaving out those
+    the Supabase project says are disabled (its last answer counts while it is away)."""
+    settings = extension().settings
     return [{"id": provider, "name": provider_name(provider)}
-            for provider in current_app.config["AUTH_PROVIDERS"]]
+            for provider in current_app.config["AUTH_PROVIDERS"]
+            if settings.provider_enabled(provider) is not False]
 
 
 @bp.get("/signin")
@@ -191,6 +219,7 @@ def signin_page():
     """The sign-in page: one button per provider, keeping where the person wanted to go."""
     if current_user.is_authenticated:
         return redirect(safe_next(request.args.get("next")) or url_for("pages.index"))
+    require_reachable_supabase()
     return render_template("signin.html", next=safe_next(request.args.get("next")),
                            providers=enabled_providers())
 
@@ -199,6 +228,7 @@ def signin_page():
 def signin(provider: str):
     """Start the PKCE flow: renew the session, keep the verifier, go to Supabase."""
     require_provider(provider)
+    require_reachable_supabase()
     # The current session (if any) stays until the new one exists: a cross-site link to this
     # page must not sign anyone out. The callback renews the whole cookie.
     flow_id = new_flow_id()
@@ -218,6 +248,15 @@ def require_provider(provider: str) -> None:
                     "project: enable it under Authentication > Sign In / Providers", provider)
         abort(404, description=f"Signing in with {provider_name(provider)} is not enabled for "
                                "this site yet. Please use another way to sign in.")
+
+
+def require_reachable_supabase() -> None:
+    """503 with *Try again* while Supabase cannot be reached: sending the browser there would
+    only end on its "cannot connect" page."""
+    if not extension().settings.reachable():
+        log.warning("sign-in not started: Supabase did not answer (or the back-off is under way)")
+        raise ServiceUnavailable("We could not reach the sign-in service, so signing in cannot "
+                                 "start right now. Please try again in a moment.")
 
 
 def new_flow_id() -> str:
@@ -270,9 +309,7 @@ def finish_sign_in(args: Mapping[str, str]):
     if flow is None:
         if current_user.is_authenticated:  # a second hit on a callback that already worked
             return redirect(url_for("pages.index"))
-        return _sign_in_failed(
-            400, "This sign-in was started in another browser, or the cookie that ties it to "
-                 "this browser was lost. Please start again here.")
+        return _unknown_flow(code)
     previous = stored_tokens()
     try:
         result = get_supabase().auth.exchange_code_for_session(
@@ -291,7 +328,22 @@ def _flow(flow_id: str | None) -> dict | None:
     return next((flow for flow in flows if flow["id"] == flow_id), None)
 
 
-def _exchange_failed(error: Exception, flow: dict):
+def _unknown_flow(code: str):
+    """A callback for no sign-in of this browser. Only Supabase knows why: the link was used
+    already (say, opened again after signing out), expired, or started in another browser,
+    whose verifier it does not match. One exchange with a random verifier tells which."""
+    try:
+        get_supabase().auth.exchange_code_for_session(
+            {"auth_code": code, "code_verifier": secrets.token_urlsafe(48), "redirect_to": ""})
+    except SUPABASE_ERRORS as error:
+        return _exchange_failed(error, None, {"bad_code_verifier": (400, ANOTHER_BROWSER)})
+    # A random verifier cannot match a code's challenge; should it ever, keep no session.
+    session.pop(STORAGE_KEY, None)
+    return _sign_in_failed(400, ANOTHER_BROWSER)
+
+
+def _exchange_failed(error: Exception, flow: dict | None,
+                     messages: Mapping[str, tuple[int, str]] | None = None):
     failure = classify(error, expected=frozenset(CALLBACK_ERRORS))
     if failure is Failure.RATE_LIMITED:
         # Supabase checks its limit before the code, so the same link works in a minute.
@@ -300,10 +352,11 @@ def _exchange_failed(error: Exception, flow: dict):
                               retry_after=RETRY_AFTER)
     if failure in (Failure.UNAVAILABLE, Failure.MISCONFIGURED):
         unavailable("finishing your sign-in", error, failure)
-    _drop_flow(flow)  # its code is used up or refused: nothing of it is needed any more
+    if flow is not None:
+        _drop_flow(flow)  # its code is used up or refused: nothing of it is needed any more
     if current_user.is_authenticated:
         return redirect(url_for("pages.index"))
-    status, message = CALLBACK_ERRORS.get(
+    status, message = {**CALLBACK_ERRORS, **(messages or {})}.get(
         error.code, (400, "Sign-in could not be completed. Please start again."))
     log.info("code exchange refused: %s", error.code)
     return _sign_in_failed(status, message)
@@ -315,16 +368,35 @@ def _signed_in(new_session, flow: dict, previous: dict | None):
         # The app only calls GitHub's API: keep the GitHub token the session already had.
         _keep_provider_token(tokens, previous)
     other_flows = [other for other in _pending_flows() if other["id"] != flow["id"]]
+    kept = _kept_for_the_same_person(previous, tokens)
     session.clear()
     session[STORAGE_KEY] = tokens
+    session.update(kept)
     _store_flows(other_flows)
     session.permanent = True
     user = User(trust(new_session.access_token))
     if flow.get("intent") == "link":
+        record = kept.get(SIGNED_IN_KEY)
+        if isinstance(record, dict) and record.get("session") == _session_id(previous):
+            # Linking proves nothing new: the new session inherits the old one's sign-in time.
+            session[SIGNED_IN_KEY] = {**record, "session": _session_id(tokens)}
         flash(f"{provider_name(flow['provider'])} is now linked to your account.", "success")
-    else:
+        return redirect(flow["next"])
+    session.pop(SIGNED_IN_KEY, None)
+    mark_signed_in()
+    if not tokens.get(MFA_FACTORS):  # with a factor, the code comes first (two_factor.py)
         flash(f"Signed in as {user.name}.", "success")
     return redirect(flow["next"])
+
+
+def _kept_for_the_same_person(previous: dict | None, tokens: dict) -> dict:
+    """What a new session of the person already signed in here keeps from the old: the CSRF
+    token (forms open in other tabs still work) and the record of their last sign-in. A
+    session of anyone else, or none, keeps nothing (no planted token survives a sign-in)."""
+    if previous is None or _subject(previous) != _subject(tokens):
+        return {}
+    names = (current_app.config["WTF_CSRF_FIELD_NAME"], SIGNED_IN_KEY)
+    return {name: session[name] for name in names if name in session}
 
 
 def _keep_provider_token(tokens: dict, previous: dict | None) -> None:
@@ -386,10 +458,11 @@ def signout():
         abort(400, description="Unknown sign-out option.")
     reached = True
     tokens = stored_tokens()
-    if scope == "global" and tokens is not None and not signed_in_recently(
-            decode_jwt(tokens["access_token"])["payload"]):
+    if scope == "global" and tokens is not None and not signed_in_recently():
         return ask_to_sign_in_again(url_for("account.confirm_sign_out_everywhere"),
                                     "sign out everywhere")
+    if scope == "others" and tokens is not None and not signed_in_recently():
+        return ask_to_sign_in_again(url_for("account.index"), "sign out your other devices")
     if tokens is not None:
         try:
             get_supabase().auth.sign_out({"scope": scope})
@@ -416,11 +489,28 @@ def signout():
     return redirect(url_for("pages.index"))
 
 
-def signed_in_recently(claims: Mapping) -> bool:
-    """Whether the person signed in within RECENT_SIGN_IN seconds (the token's amr times)."""
-    oldest = time.time() - RECENT_SIGN_IN
-    return any(isinstance(entry, Mapping) and isinstance(entry.get("timestamp"), int)
-               and entry["timestamp"] >= oldest for entry in claims.get("amr") or ())
+def mark_signed_in() -> None:
+    """Record that the person just proved who they are, for the session now in the cookie
+    (after a sign-in with a provider or a passkey, or a right two-factor code)."""
+    tokens = stored_tokens()
+    if tokens is not None:
+        session[SIGNED_IN_KEY] = {"session": _session_id(tokens), "at": int(time.time())}
+
+
+def signed_in_recently() -> bool:
+    """Whether this session proved who the person is within AUTH_RECENT_SIGN_IN_SECONDS, by
+    the app's own record (see SIGNED_IN_KEY)."""
+    tokens = stored_tokens()
+    record = session.get(SIGNED_IN_KEY)
+    if tokens is None or not isinstance(record, dict) or not isinstance(record.get("at"), int):
+        return False
+    if record.get("session") != _session_id(tokens):  # recorded for another session
+        return False
+    return time.time() - record["at"] <= current_app.config["AUTH_RECENT_SIGN_IN_SECONDS"]
+
+
+def _session_id(tokens: Mapping) -> str | None:
+    return decode_jwt(tokens["access_token"])["payload"].get("session_id")
 
 
 def ask_to_sign_in_again(then: str, action: str):
@@ -433,5 +523,6 @@ def ask_to_sign_in_again(then: str, action: str):
     claims = decode_jwt(tokens["access_token"])["payload"] if tokens else {}
     theirs = set((claims.get("app_metadata") or {}).get("providers") or ())
     providers = [p for p in enabled_providers() if p["id"] in theirs] or enabled_providers()
+    minutes = max(current_app.config["AUTH_RECENT_SIGN_IN_SECONDS"] // 60, 1)
     return render_template("sign_in_again.html", providers=providers, next=then,
-                           action=action)
+                           action=action, minutes=minutes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import secrets
@@ -21,12 +22,16 @@ DEFAULTS = {
     "SUPABASE_TIMEOUT": 5.0,  # seconds a worker may wait on Supabase for one call
     "SECRET_KEY": None,
     "SITE_URL": None,
+    "APP_PORT": 5000,  # `make dev`'s port; in debug without SITE_URL: http://localhost:APP_PORT
     "AUTH_PROVIDERS": "github",
     "AUTH_SCOPES": "",  # e.g. "github:read:user repo,gitlab:read_user"
     "AUTH_REVALIDATE_SECONDS": 60,
     # Every signed-in page needs two-factor authentication (aal2); people without a factor are
     # asked to set one up first. Off: only views marked @aal2_required need it.
     "AUTH_REQUIRE_MFA": False,
+    # Linking or unlinking a sign-in method, setting up the first authenticator app and signing
+    # out other devices need a sign-in (or a two-factor code) this recent; else sign in again.
+    "AUTH_RECENT_SIGN_IN_SECONDS": 600,
     "GITHUB_API_URL": "https://api.github.com",  # GitHub Enterprise: https://<host>/api/v3
     # Where the app keeps what its workers share on disk (instance_data.py); None: Flask's
     # instance folder beside app.py.
@@ -67,10 +72,12 @@ ENVIRONMENT = {
     "SUPABASE_TIMEOUT": float,
     "SECRET_KEY": str,
     "SITE_URL": str,
+    "APP_PORT": int,
     "AUTH_PROVIDERS": str,
     "AUTH_SCOPES": str,
     "AUTH_REVALIDATE_SECONDS": int,
     "AUTH_REQUIRE_MFA": boolean,
+    "AUTH_RECENT_SIGN_IN_SECONDS": int,
     "GITHUB_API_URL": str,
     "INSTANCE_PATH": str,
     "TRUSTED_PROXY_COUNT": int,
@@ -80,7 +87,6 @@ ENVIRONMENT = {
 
 # Placeholders seen in tutorials and .env files; a key this guessable signs anyone's cookie.
 WEAK_SECRETS = {"dev", "secret", "changeme", "change-me", "your-secret-key", "supersecret"}
-LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 # The local emulator and `supabase start` listen here and sign with public demo keys
 # (JWTs with "iss": "supabase-demo", and a published JWT secret): fine on a laptop only.
 DEMO_PORT = 54321
@@ -110,21 +116,46 @@ def load(app: Flask, test_config: dict | None) -> None:
 
 
 def check(app: Flask) -> None:
-    """Refuse to start on missing or unsafe settings, naming each one."""
+    """Refuse to start on missing or unsafe settings, naming each one.
+
+    Debug mode relaxes only what a laptop needs (no SECRET_KEY or SITE_URL: debug makes them;
+    the emulator's URL and public demo keys), and only while SITE_URL and SUPABASE_URL are
+    both on this machine. A secret Supabase key is refused always.
+    """
     problems = [f"{name} is not set" for name in ("SUPABASE_URL", "SUPABASE_KEY")
                 if not (app.config[name] or "").strip()]
     problems += _url_problems(app, "SUPABASE_URL") + _url_problems(app, "SITE_URL")
     if app.config["TRUSTED_PROXY_COUNT"] < 0:
         problems.append("TRUSTED_PROXY_COUNT must be 0 (no proxy) or the number of proxies")
-    if not app.debug:
+    if app.config["AUTH_RECENT_SIGN_IN_SECONDS"] <= 0:
+        problems.append("AUTH_RECENT_SIGN_IN_SECONDS must be a positive number of seconds")
+    local = app.debug and all(_is_loopback(app.config[name])
+                              for name in ("SITE_URL", "SUPABASE_URL"))
+    if local:  # debug made a random SECRET_KEY if none was set: a weak one is still refused
+        problems += _secret_key_strength(app.config["SECRET_KEY"] or "")
+        problems += _secret_key_problems(app.config["SUPABASE_KEY"] or "")
+    else:
         problems += _production_problems(app)
-    if not app.debug and not app.testing:  # tests run against the emulator on purpose
+    if not local and not app.testing:  # tests run against the emulator on purpose
         problems += _demo_problems(app)
     if problems:
+        debug = (" (FLASK_DEBUG relaxes these checks only while SITE_URL and SUPABASE_URL are "
+                 "on this machine)" if app.debug and not local else "")
         raise ConfigError(
-            "Cannot start: " + "; ".join(problems) + ". Set them in the environment or in .env "
-            "(see .env.example); `make dev` runs the app on the local emulator."
+            "Cannot start: " + "; ".join(problems) + f"{debug}. Set them in the environment or "
+            "in .env (see .env.example); `make dev` runs the app on the local emulator."
         )
+
+
+def _is_loopback(url: str | None) -> bool:
+    """Whether a URL names this machine (localhost, 127.0.0.0/8 or ::1)."""
+    host = urlsplit(url or "").hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _from_environment() -> dict:
@@ -147,7 +178,8 @@ def _derive(app: Flask) -> None:
     if app.debug and not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = _dev_secret_key(app)
     if app.debug and not app.config["SITE_URL"]:
-        app.config["SITE_URL"] = "http://127.0.0.1:5000"
+        # A host name, not 127.0.0.1: browsers refuse WebAuthn (passkeys) on IP addresses.
+        app.config["SITE_URL"] = f"http://localhost:{app.config['APP_PORT']}"
     site_url = (app.config["SITE_URL"] or "").rstrip("/")
     app.config["SITE_URL"] = site_url
     if site_url.startswith("https://"):
@@ -199,48 +231,63 @@ def _url_problems(app: Flask, name: str) -> list[str]:
 
 
 def _production_problems(app: Flask) -> list[str]:
-    problems = []
-    secret = app.config["SECRET_KEY"] or ""
-    if not secret:
-        problems.append("SECRET_KEY is not set")
-    elif len(secret) < 32 or len(set(secret)) < 10 or secret.lower() in WEAK_SECRETS:
-        problems.append(
-            "SECRET_KEY is too weak (use at least 32 random characters, e.g. "
-            "`python -c 'import secrets; print(secrets.token_hex(32))'`)"
-        )
+    problems = _secret_key_strength(app.config["SECRET_KEY"] or "")
     for name in ("SITE_URL", "SUPABASE_URL"):
         url = app.config[name]
-        if url and urlsplit(url).scheme == "http" and urlsplit(url).hostname not in LOOPBACK_HOSTS:
+        if url and urlsplit(url).scheme == "http" and not _is_loopback(url):
             problems.append(f"{name}={url!r} must use https outside localhost")
     if not app.config["SITE_URL"]:
         problems.append("SITE_URL is not set (the public address of this app)")
     return problems + _key_problems(app.config["SUPABASE_KEY"] or "")
 
 
+KEY_ADVICE = "use the project's publishable key (Project Settings > API Keys)"
+
+
+def _secret_key_strength(secret: str) -> list[str]:
+    """SECRET_KEY signs (and keys the encryption of) every cookie: never a guessable one."""
+    if not secret:
+        return ["SECRET_KEY is not set"]
+    if len(secret) < 32 or len(set(secret)) < 10 or secret.lower() in WEAK_SECRETS:
+        return ["SECRET_KEY is too weak (use at least 32 random characters, e.g. "
+                "`python -c 'import secrets; print(secrets.token_hex(32))'`)"]
+    return []
+
+
 def _key_problems(key: str) -> list[str]:
     """A browser-safe project key: the publishable key, or the legacy anon JWT."""
-    where = "use the project's publishable key (Project Settings > API Keys)"
-    if not key.strip():
-        return []  # reported as not set
+    if not key.strip() or key.startswith(PUBLISHABLE_PREFIX):
+        return []  # an empty key is reported as not set
+    secret = _secret_key_problems(key)
+    if secret or _jwt_claims(key) is not None:
+        return secret
+    return [f"SUPABASE_KEY is neither a publishable key (sb_publishable_…) nor a legacy anon "
+            f"JWT; {KEY_ADVICE}"]
+
+
+def _secret_key_problems(key: str) -> list[str]:
+    """A key that bypasses row-level security (sb_secret_…, a service_role or other non-anon
+    JWT): refused in every mode, debug included."""
     if key.startswith(SECRET_PREFIX):
         return [f"SUPABASE_KEY is a secret key (sb_secret_…), which bypasses row-level security "
-                f"and must never reach a web app's requests; {where}"]
-    if key.startswith(PUBLISHABLE_PREFIX):
-        return []
-    try:
-        claims = jwt.decode(key, options={"verify_signature": False})
-    except jwt.PyJWTError:
-        return [f"SUPABASE_KEY is neither a publishable key (sb_publishable_…) nor a legacy "
-                f"anon JWT; {where}"]
-    if claims.get("role") != "anon":
-        return [f"SUPABASE_KEY is a {claims.get('role')!r} JWT, not the anon key; {where}"]
+                f"and must never reach a web app's requests; {KEY_ADVICE}"]
+    claims = _jwt_claims(key)
+    if claims is not None and claims.get("role") != "anon":
+        return [f"SUPABASE_KEY is a {claims.get('role')!r} JWT, not the anon key; {KEY_ADVICE}"]
     return []
+
+
+def _jwt_claims(key: str) -> dict | None:
+    try:
+        return jwt.decode(key, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
 
 
 def _demo_problems(app: Flask) -> list[str]:
     problems = []
     url = urlsplit(app.config["SUPABASE_URL"] or "")
-    if url.scheme == "http" and url.hostname in LOOPBACK_HOSTS and url.port == DEMO_PORT:
+    if url.scheme == "http" and _is_loopback(url.geturl()) and url.port == DEMO_PORT:
         problems.append(f"SUPABASE_URL={app.config['SUPABASE_URL']!r} is the local emulator; "
                         "use your project's URL (Project Settings > API)")
     if _is_demo_key(app.config["SUPABASE_KEY"] or ""):
@@ -254,8 +301,5 @@ def _demo_problems(app: Flask) -> list[str]:
 def _is_demo_key(key: str) -> bool:
     if key in DEMO_KEYS:
         return True
-    try:
-        claims = jwt.decode(key, options={"verify_signature": False})
-    except jwt.PyJWTError:
-        return False
-    return claims.get("iss") == DEMO_ISSUER
+    claims = _jwt_claims(key)
+    return claims is not None and claims.get("iss") == DEMO_ISSUER

@@ -36,6 +36,12 @@ PROVIDER_TOKEN = "provider_token"  # noqa: S105 - a field name, not a secret
 # without a call per request. Never the factors themselves, and never a secret.
 MFA_FACTORS = "mfa_factors"
 
+# The factor types the app can challenge (two_factor.py); WebAuthn joins when the app can ask
+# for it. MFA_FACTORS counts verified factors of every type, as Supabase does for the next
+# level: a factor enrolled through another client that the app cannot challenge keeps its
+# owner at the challenge, told why, instead of letting them through at aal1.
+CHALLENGEABLE_FACTORS = frozenset({"totp"})
+
 
 class FlaskSessionStorage(SyncSupportedStorage):
     """Keeps supabase_auth's items in ``flask.session``, trimming the session to fit a cookie."""
@@ -143,11 +149,16 @@ def _compact(raw_session: str, previous: dict | None) -> dict:
     return kept
 
 
-def verified_factors(factors) -> int:
-    """How many of a user's MFA factors (JSON objects or supabase_auth Factors) are verified."""
-    statuses = (factor.get("status") if isinstance(factor, dict) else
-                getattr(factor, "status", None) for factor in factors or ())
-    return sum(status == "verified" for status in statuses)
+def verified_factors(factors, types: frozenset[str] | None = None) -> int:
+    """How many of a user's MFA factors (JSON objects or supabase_auth Factors) are verified:
+    of every type, or of ``types`` only (e.g. CHALLENGEABLE_FACTORS)."""
+    return sum(_field(factor, "status") == "verified"
+               and (types is None or _field(factor, "factor_type") in types)
+               for factor in factors or ())
+
+
+def _field(factor, name: str):
+    return factor.get(name) if isinstance(factor, dict) else getattr(factor, name, None)
 
 
 def _same_user(previous: dict, data: dict) -> bool:

@@ -5,21 +5,34 @@ Signing in with GitHub gives an aal1 session even to a person with a verified fa
 from their authenticator app raises it to aal2 (supabase-py's ``auth.mfa`` makes every call).
 Each request knows both levels without asking Supabase: the current one from the verified
 token's ``aal`` claim, the next one from the number of verified factors the cookie keeps (from
-every token response, re-read at each revalidation: see sessions.py). The TOTP secret and its
-QR code are shown once, on the page that answers the enrolment, and are kept nowhere.
+every token response, re-read at each revalidation: see sessions.py). A verified factor the app
+cannot challenge (flask_storage.CHALLENGEABLE_FACTORS) keeps its owner at the challenge.
+
+Wrong codes are counted per Supabase session (the token's ``session_id``) in the instance
+folder's shared database, where every worker sees them and no replayed cookie can take them
+back; the fifth signs that session out at Supabase.
+
+The TOTP secret and its QR code are shown on the page that answers the enrolment; to show them
+again after a mistyped code, that page carries them sealed (encrypted and authenticated under
+SECRET_KEY, for ENROLMENT_LIFETIME seconds). The app keeps them nowhere and never logs them.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import logging
 import re
+import sqlite3
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
 
+from cryptography.fernet import Fernet, InvalidToken
 from flask import (
     Blueprint,
     Flask,
@@ -37,7 +50,8 @@ from flask import (
 from flask_login import current_user, login_required
 
 import auth
-from flask_storage import MFA_FACTORS, stored_tokens
+import instance_data
+from flask_storage import CHALLENGEABLE_FACTORS, MFA_FACTORS, stored_tokens
 from sessions import SESSION_ENDED, SESSION_ENDED_DEFAULT, refresh_now, supabase_call, trust
 from supabase_client import extension, get_supabase
 from supabase_errors import SUPABASE_ERRORS
@@ -46,14 +60,19 @@ log = logging.getLogger(__name__)
 bp = Blueprint("two_factor", __name__)
 
 CHALLENGE_KEY = "mfa_challenge"  # the challenge under way: factor, challenge id, expiry, name
-TRIES_KEY = "mfa_tries"  # wrong codes since signing in
-MAX_TRIES = 5
+MAX_TRIES = 5  # wrong codes per Supabase session; the fifth signs it out
+WRONG_CODES = "two_factor.wrong_codes"  # app.extensions key of the WrongCodes count
 EXPIRY_MARGIN = 30  # seconds: a challenge this close to its end is replaced before it is shown
 CODE = re.compile(r"[0-9]{6}")
 UUID = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 DEFAULT_NAME = "Authenticator app"
 MAX_NAME = 60
 QR_PREFIX = "data:image/svg+xml;utf-8,"  # what supabase-py puts before the server's SVG
+ENROLMENT_LIFETIME = 600  # seconds a set-up page can show its QR code and key again
+MAX_SEALED = 64_000  # characters: far more than a sealed QR code and key take
+# How a verified factor the app cannot challenge is named to its owner.
+FACTOR_KINDS = {"phone": "a phone number (codes by text message)",
+                "webauthn": "a security key or passkey"}
 # Reachable at aal1 whatever the person's factors: the way in, the way out, static files.
 OPEN = frozenset({"static", "pages.healthz", "pages.favicon", "auth.signout",
                   "auth.signin_page", "auth.signin", "auth.callback"})
@@ -74,6 +93,76 @@ def init_app(app: Flask) -> None:
     """The pages, and the level check before every view (after auth's, which loads the user)."""
     app.register_blueprint(bp)
     app.before_request(require_level)
+    app.add_template_global(own_name)
+
+
+class WrongCodes:
+    """Wrong two-factor codes per Supabase session, in the instance folder's shared database.
+
+    A try is taken before the code goes to Supabase and given back when Supabase did not judge
+    it, so parallel requests cannot test more than MAX_TRIES codes. A count lasts ``lifetime``
+    seconds after the last wrong code (a session cookie's lifetime), then it is dropped.
+    """
+
+    SCHEMA = """
+        CREATE TABLE IF NOT EXISTS mfa_wrong_codes (
+            session_key TEXT PRIMARY KEY,
+            wrong INTEGER NOT NULL,
+            expires_at REAL NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS mfa_wrong_codes_expiry ON mfa_wrong_codes (expires_at);
+    """
+
+    def __init__(self, database: instance_data.SharedDatabase, lifetime: float) -> None:
+        self.database = database
+        self.lifetime = lifetime
+
+    def count(self, key: str) -> int:
+        """Wrong codes (and tries under way) counted for this session."""
+        row = self.database.connect().execute(
+            "SELECT wrong FROM mfa_wrong_codes WHERE session_key = ? AND expires_at > ?",
+            (key, time.time())).fetchone()
+        return row[0] if row else 0
+
+    def take(self, key: str) -> int:
+        """Count one more try for this session; the count with it."""
+        now = time.time()
+        connection = self.database.connect()
+        connection.execute("DELETE FROM mfa_wrong_codes WHERE expires_at <= ?", (now,))
+        rows = connection.execute(
+            "INSERT INTO mfa_wrong_codes (session_key, wrong, expires_at) VALUES (?, 1, ?) "
+            "ON CONFLICT (session_key) DO UPDATE SET expires_at = excluded.expires_at, "
+            "wrong = CASE WHEN expires_at <= ? THEN 1 ELSE wrong + 1 END RETURNING wrong",
+            (key, now + self.lifetime, now)).fetchall()
+        return rows[0][0]
+
+    def give_back(self, key: str) -> None:
+        """Uncount a try that Supabase did not judge (expired, unreachable, rate-limited)."""
+        self.database.connect().execute(
+            "UPDATE mfa_wrong_codes SET wrong = wrong - 1 WHERE session_key = ? AND wrong > 0",
+            (key,))
+
+    def forget(self, key: str) -> None:
+        """A right code: the session is at aal2, nothing more to count."""
+        self.database.connect().execute("DELETE FROM mfa_wrong_codes WHERE session_key = ?",
+                                        (key,))
+
+
+def wrong_codes() -> WrongCodes:
+    """This app's count of wrong codes (the instance folder is created on first use only)."""
+    counts = current_app.extensions.get(WRONG_CODES)
+    if counts is None:
+        app = current_app._get_current_object()
+        counts = app.extensions.setdefault(WRONG_CODES, WrongCodes(
+            instance_data.shared_database(app, WrongCodes.SCHEMA),
+            app.permanent_session_lifetime.total_seconds()))
+    return counts
+
+
+def own_name(name: str | None) -> str | None:
+    """A factor's name as the person gave it; None for none or the default, which sentences
+    call "your authenticator app"."""
+    return name if name and name != DEFAULT_NAME else None
 
 
 def levels() -> tuple[str, str]:
@@ -146,14 +235,18 @@ def challenge():
     """Ask for a code from the person's authenticator app (after signing in with GitHub)."""
     if levels() != ("aal1", "aal2"):
         return redirect(_next())
+    if _wrong_so_far() >= MAX_TRIES:  # a copy of a cookie from before the fifth wrong code
+        return _too_many_tries()
     with _refusals_answered():
-        factors = _verified_factors()
+        factors, others = _verified_factors()
         if not factors:
+            if others:
+                return _cannot_challenge(others)
             _forget_factors()  # removed meanwhile (the dashboard): nothing to answer
             return redirect(_next())
         state = _challenge_for(factors, request.args.get("factor"))
-    others = [factor for factor in factors if factor.id != state["factor"]]
-    return _challenge_page(state, others=others)
+    choices = [factor for factor in factors if factor.id != state["factor"]]
+    return _challenge_page(state, others=choices)
 
 
 @bp.post("/two-factor")
@@ -161,22 +254,95 @@ def challenge():
 def verify():
     """Check the code; a right one raises the session to aal2 and goes on to the page."""
     if levels() != ("aal1", "aal2"):
-        return redirect(_next())
+        return redirect(_next())  # e.g. the code was entered in another tab already
     state = _stored_challenge()
-    if state is None:
-        return redirect(url_for("two_factor.challenge", next=_next()))
+    wanted = _form_factor()
     code = _code(request.form.get("code"))
     if code is None:
+        if state is None:
+            return redirect(url_for("two_factor.challenge", next=_next()))
         return _challenge_page(state, "Enter the six digits your authenticator app shows, "
                                       "for example 123456.", status=400)
-    with _refusals_answered(state):
-        previous = stored_tokens()["access_token"]
+    if state is None or (wanted is not None and state["factor"] != wanted):
+        # Another tab's sign-in replaced this browser's challenge: check against a new one.
+        with _refusals_answered():
+            factors, _ = _verified_factors()
+            if not factors:
+                return redirect(url_for("two_factor.challenge", next=_next()))
+            state = _challenge_for(factors, wanted)
+    return _check(state, code)
+
+
+def _check(state: dict, code: str):
+    """Send the code to Supabase, counting it first where no cookie can take it back."""
+    key = _session_key()
+    try:
+        tries = wrong_codes().take(key)
+    except sqlite3.Error as error:
+        log.error("cannot count wrong two-factor codes in %s: %s", wrong_codes().database.path,
+                  error)
+        abort(503, description="We could not check your code just now. Please try again in a "
+                               "moment.")
+    if tries > MAX_TRIES:
+        return _too_many_tries()
+    previous = stored_tokens()["access_token"]
+    judged = None  # "right" or "wrong" once Supabase has said which
+    try:
         with supabase_call("checking your code", REFUSALS):
             get_supabase().auth.mfa.verify(
                 {"factor_id": state["factor"], "challenge_id": state["id"], "code": code})
+        judged = "right"
+    except SUPABASE_ERRORS as error:
+        if getattr(error, "code", None) == "mfa_verification_failed":
+            judged = "wrong"
+        return _answer_refusal(error, state, tries)
+    finally:
+        _settle(key, judged)
     _raised(previous)
-    flash("Thank you: that is you.", "success")
+    auth.mark_signed_in()  # a right code proves the person as much as a sign-in does
+    flash(f"Signed in as {current_user.name}.", "success")
     return redirect(_next())
+
+
+def _settle(key: str, judged: str | None) -> None:
+    try:
+        if judged == "right":
+            wrong_codes().forget(key)
+        elif judged is None:
+            wrong_codes().give_back(key)
+    except sqlite3.Error as error:  # a count too high by one errs on the safe side
+        log.error("cannot update the count of wrong two-factor codes: %s", error)
+
+
+def _session_key() -> str:
+    """What wrong codes are counted by: the Supabase session (the token's session_id)."""
+    claims = current_user.claims
+    return claims.get("session_id") or f"user:{claims['sub']}"
+
+
+def _wrong_so_far() -> int:
+    """Wrong codes counted for this session (0 when the count cannot be read: the check
+    itself refuses then)."""
+    try:
+        return wrong_codes().count(_session_key())
+    except sqlite3.Error as error:
+        log.error("cannot read the count of wrong two-factor codes: %s", error)
+        return 0
+
+
+def _form_factor() -> str | None:
+    """The factor the submitted form was showing, when it names one as a UUID."""
+    value = request.form.get("factor") or ""
+    return str(uuid.UUID(value)) if UUID.fullmatch(value) else None
+
+
+def _cannot_challenge(others: list):
+    """Verified factors only of types the app cannot ask for: say so, and let nobody past."""
+    kinds = sorted({FACTOR_KINDS.get(f.factor_type, "another kind of second step")
+                    for f in others})
+    log.info("a person's only verified factors are of types the app cannot challenge: %s",
+             sorted({f.factor_type for f in others}))
+    return render_template("two_factor_unsupported.html", kinds=kinds), 403
 
 
 def _challenge_for(factors: list, chosen: str | None) -> dict:
@@ -210,10 +376,14 @@ def _stored_challenge() -> dict | None:
     return state
 
 
-def _verified_factors() -> list:
-    """The person's verified TOTP factors, oldest first (GET /user, through auth.mfa)."""
+def _verified_factors() -> tuple[list, list]:
+    """The person's verified factors, oldest first (GET /user, through auth.mfa): those the app
+    can challenge, and the others."""
     with supabase_call("loading your authenticator apps", REFUSALS):
-        return list(get_supabase().auth.mfa.list_factors().totp)
+        listed = get_supabase().auth.mfa.list_factors().all
+    verified = [factor for factor in listed if factor.status == "verified"]
+    return ([f for f in verified if f.factor_type in CHALLENGEABLE_FACTORS],
+            [f for f in verified if f.factor_type not in CHALLENGEABLE_FACTORS])
 
 
 def _forget_factors() -> None:
@@ -230,17 +400,17 @@ def _code(value: str | None) -> str | None:
 
 def _challenge_page(state: dict, message: str | None = None, *, status: int = 200,
                     others: list | None = None, headers: dict | None = None):
-    tries = session.get(TRIES_KEY, 0) if isinstance(session.get(TRIES_KEY), int) else 0
+    tries = _wrong_so_far()
     page = render_template("two_factor_challenge.html", name=state["name"], message=message,
                            next=_next(), others=others or [], choices=state["choices"],
-                           tries_left=MAX_TRIES - tries if tries else None)
+                           factor=state["factor"],
+                           tries_left=max(MAX_TRIES - tries, 1) if tries else None)
     return page, status, headers or {}
 
 
 def _raised(previous: str) -> None:
     """The session is aal2 now (supabase_auth stored its new tokens): the challenge is done."""
     session.pop(CHALLENGE_KEY, None)
-    session.pop(TRIES_KEY, None)
     extension().tokens.forget(previous)
     trust(stored_tokens()["access_token"])
 
@@ -255,7 +425,7 @@ def _refusals_answered(state: dict | None = None) -> Iterator[None]:
         abort(make_response(_answer_refusal(error, state)))
 
 
-def _answer_refusal(error: Exception, state: dict | None):
+def _answer_refusal(error: Exception, state: dict | None, tries: int = MAX_TRIES):
     code = getattr(error, "code", None)
     log.info("two-factor check refused: %s", code)
     if code in SESSION_ENDED or code not in REFUSALS:
@@ -274,7 +444,7 @@ def _answer_refusal(error: Exception, state: dict | None):
         flash("Your authenticator apps changed. Enter a code from the one now set up.", "info")
         return redirect(url_for("two_factor.challenge", next=_next()))
     if code == "mfa_verification_failed":
-        return _wrong_code(state)
+        return _wrong_code(state, tries)
     fresh = _new_challenge_for(state)
     if code == "mfa_challenge_expired":
         message = ("That took too long: a code check lasts five minutes. Enter the code your "
@@ -297,12 +467,9 @@ def _new_challenge_for(state: dict) -> dict:
     return fresh
 
 
-def _wrong_code(state: dict):
-    tries = session.get(TRIES_KEY, 0)
-    tries = (tries if isinstance(tries, int) else 0) + 1
+def _wrong_code(state: dict, tries: int):
     if tries >= MAX_TRIES:
         return _too_many_tries()
-    session[TRIES_KEY] = tries
     left = MAX_TRIES - tries
     message = (f"That code is not right. You can try {left} more "
                f"{'time' if left == 1 else 'times'}. Codes change every 30 seconds: enter the "
@@ -311,7 +478,8 @@ def _wrong_code(state: dict):
 
 
 def _too_many_tries():
-    """Sign out, here and at Supabase: replaying an older cookie finds the session gone."""
+    """Sign out, here and at Supabase: replaying an older cookie finds the session gone (and,
+    should Supabase not have heard, the count still at MAX_TRIES)."""
     tokens = stored_tokens()
     try:
         get_supabase().auth.sign_out({"scope": "local"})
@@ -355,9 +523,12 @@ def enroll():
     next_path = auth.safe_next(request.form.get("next"))
     with _refusals_answered():
         factors = _all_factors()
+        if not any(f.status == "verified" for f in factors) and not auth.signed_in_recently():
+            # The first factor: in a stale session's hands, it would lock the owner out.
+            return auth.ask_to_sign_in_again(url_for("two_factor.setup", next=next_path),
+                                             "set up two-factor authentication")
         if any(f.friendly_name == name and f.status == "verified" for f in factors):
-            return _setup_page(f"You already have an authenticator app called “{name}”. Give "
-                               "this one another name.", 400, next_path, name)
+            return _setup_page(_name_taken(name), 400, next_path, name)
         for abandoned in (f for f in factors if f.status != "verified"):
             with supabase_call("setting up two-factor authentication", REFUSALS):
                 get_supabase().auth.mfa.unenroll({"factor_id": abandoned.id})
@@ -370,13 +541,27 @@ def enroll():
                 return _setup_page("You have as many authenticator apps as this site allows. "
                                    "Remove one you no longer use first.", 400, next_path, name)
             if getattr(error, "code", None) == "mfa_factor_name_conflict":
-                return _setup_page(f"You already have an authenticator app called “{name}”. "
-                                   "Give this one another name.", 400, next_path, name)
+                return _setup_page(_name_taken(name), 400, next_path, name)
             raise
-    return render_template("two_factor_enroll.html", factor_id=response.id, name=name,
-                           qr=_qr_image(response.totp.qr_code),
-                           secret=_grouped(response.totp.secret), uri=response.totp.uri,
-                           next=next_path)
+    shown = {"factor": response.id, "name": name, "secret": response.totp.secret,
+             "uri": response.totp.uri, "qr": _svg(response.totp.qr_code)}
+    return _enrol_page(shown, next_path)
+
+
+def _name_taken(name: str) -> str:
+    if own_name(name) is None:
+        return ("You already have an authenticator app without a name of its own. Give this "
+                "one a name, to tell them apart.")
+    return f"You already have an authenticator app called “{name}”. Give this one another name."
+
+
+def _enrol_page(shown: dict, next_path: str | None, message: str | None = None,
+                status: int = 200):
+    """The set-up page with the QR code and key (again, after a mistyped code)."""
+    return render_template("two_factor_enroll.html", factor_id=shown["factor"],
+                           name=shown["name"], qr=_qr_image(shown["qr"]),
+                           secret=_grouped(shown["secret"]), uri=shown["uri"],
+                           sealed=_seal(shown), message=message, next=next_path), status
 
 
 @bp.post("/account/two-factor/<factor_id>/confirm")
@@ -397,10 +582,11 @@ def confirm(factor_id: str):
     except SUPABASE_ERRORS as error:
         return _confirm_refused(error, factor_id, next_path)
     _raised(previous)
-    name = next((f.friendly_name for f in response.user.factors or () if f.id == factor_id),
-                None) or DEFAULT_NAME
+    name = own_name(next((f.friendly_name for f in response.user.factors or ()
+                          if f.id == factor_id), None))
+    app = f"“{name}”" if name else "your authenticator app"
     flash(f"Two-factor authentication is on: after signing in with GitHub you will enter a code "
-          f"from “{name}”. Any other device signed in to your account was signed out: sign in "
+          f"from {app}. Any other device signed in to your account was signed out: sign in "
           "there again, with a code.", "success")
     return redirect(next_path or url_for("account.index"))
 
@@ -474,14 +660,54 @@ def _setup_page(message: str, status: int, next_path: str | None, name: str = ""
 
 
 def _confirm_page(factor_id: str, message: str, status: int, next_path: str | None):
+    """The set-up page after a mistyped code: with the QR code and key when the form carried
+    them sealed for this factor and person, else only the code box."""
+    shown = _unseal(request.form.get("enrolment"), factor_id)
+    if shown is not None:
+        return _enrol_page(shown, next_path, message, status)
     return render_template("two_factor_enroll.html", factor_id=factor_id, name=None, qr=None,
-                           secret=None, uri=None, message=message, next=next_path), status
+                           secret=None, uri=None, sealed=None, message=message,
+                           next=next_path), status
 
 
-def _qr_image(qr_code: str) -> str:
-    """The QR code as a base64 data: URI (the SVG as supabase-py hands it over, re-encoded so
-    that no character of it can end the URI early)."""
-    svg = qr_code[len(QR_PREFIX):] if qr_code.startswith(QR_PREFIX) else qr_code
+def _seal(shown: dict) -> str:
+    """The set-up's QR code and key, encrypted and authenticated for this person's browser."""
+    data = json.dumps({**shown, "sub": current_user.get_id()}).encode()
+    return _enrolment_fernet().encrypt(zlib.compress(data)).decode("ascii")
+
+
+def _unseal(sealed: str | None, factor_id: str) -> dict | None:
+    """What ``_seal`` sealed, if it is this factor's and this person's and still fresh."""
+    if not sealed or len(sealed) > MAX_SEALED:
+        return None
+    try:
+        data = json.loads(zlib.decompress(
+            _enrolment_fernet().decrypt(sealed.encode("ascii"), ttl=ENROLMENT_LIFETIME)))
+    except (InvalidToken, UnicodeEncodeError, zlib.error, ValueError):
+        return None
+    fields = ("factor", "name", "secret", "uri", "qr", "sub")
+    if not isinstance(data, dict) or not all(isinstance(data.get(f), str) for f in fields):
+        return None
+    if data["factor"] != factor_id or data["sub"] != current_user.get_id():
+        return None
+    return data
+
+
+def _enrolment_fernet() -> Fernet:
+    secret = current_app.secret_key
+    secret = secret if isinstance(secret, bytes) else str(secret).encode()
+    digest = hashlib.sha256(b"two_factor.enrolment\0" + secret).digest()
+    return Fernet(base64.urlsafe_b64encode(digest))
+
+
+def _svg(qr_code: str) -> str:
+    """The QR code's SVG, without the data: URI prefix supabase-py puts before it."""
+    return qr_code[len(QR_PREFIX):] if qr_code.startswith(QR_PREFIX) else qr_code
+
+
+def _qr_image(svg: str) -> str:
+    """The QR code as a base64 data: URI (re-encoded so that no character of the SVG can end
+    the URI early)."""
     return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
 
 

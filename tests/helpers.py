@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 import secrets
+import tempfile
 import threading
 import time
 import types
@@ -153,6 +154,7 @@ def live_site_with_emulator(emulator_settings: dict | None = None,
     from emulator.serve import start_background
 
     emulators = []
+    instance = tempfile.TemporaryDirectory(prefix="app-instance-")  # never the repository's
 
     def build(url: str):
         # The emulator's SITE_URL is the app's address, known once the server is bound.
@@ -166,6 +168,7 @@ def live_site_with_emulator(emulator_settings: dict | None = None,
             "SUPABASE_KEY": emulator.publishable_key,
             "SITE_URL": url,
             "GITHUB_API_URL": f"{emulator.url}/github/api/v3",
+            "INSTANCE_PATH": instance.name,
             **app_settings,
         })
 
@@ -175,6 +178,7 @@ def live_site_with_emulator(emulator_settings: dict | None = None,
     finally:
         for emulator in emulators:
             emulator.stop()
+        instance.cleanup()
 
 
 def move_app_clock(monkeypatch, seconds: float) -> None:

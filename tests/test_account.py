@@ -178,7 +178,7 @@ def test_unlinking_needs_a_recent_sign_in(client, browser, signed_in, link, monk
                      if "Unlink GitLab?" in client.get(f"/account/unlink/{i}").get_data(
                          as_text=True))
     confirm = client.get(f"/account/unlink/{gitlab_id}").get_data(as_text=True)
-    move_app_clock(monkeypatch, auth.RECENT_SIGN_IN + 1)
+    move_app_clock(monkeypatch, client.application.config["AUTH_RECENT_SIGN_IN_SECONDS"] + 1)
     asked = client.post(f"/account/unlink/{gitlab_id}", data={"csrf_token": csrf_token(confirm)})
     page = asked.get_data(as_text=True)
     assert asked.status_code == 200 and "Confirm it is you" in page
@@ -211,3 +211,69 @@ def test_a_failed_link_leaves_no_pkce_verifier(make_app, browser, signed_in):
 def _session_csrf(client) -> str:
     with client.session_transaction() as stored:
         return stored["csrf_token"]
+
+
+def _age_the_sign_in(client, seconds: int) -> None:
+    """Make the app's record of the last sign-in ``seconds`` old (the token and its amr stay)."""
+    import time
+
+    with client.session_transaction() as stored:
+        stored[auth.SIGNED_IN_KEY] = {**stored[auth.SIGNED_IN_KEY],
+                                      "at": int(time.time()) - seconds}
+
+
+def _gitlab_identity(client) -> str:
+    return next(i for i in identity_ids(account_page(client))
+                if "Unlink GitLab?" in client.get(f"/account/unlink/{i}").get_data(as_text=True))
+
+
+def test_linking_needs_a_recent_sign_in(client, browser, signed_in, link, monkeypatch):
+    window = client.application.config["AUTH_RECENT_SIGN_IN_SECONDS"]
+    move_app_clock(monkeypatch, window + 1)
+    token = csrf_token(account_page(client))
+    asked = client.post("/account/link/gitlab", data={"csrf_token": token})
+    page = asked.get_data(as_text=True)
+    assert asked.status_code == 200 and "Confirm it is you" in page
+    assert "To link GitLab, please sign in again" in page
+    with client.session_transaction() as stored:
+        assert auth.FLOWS_KEY not in stored  # nothing started at Supabase
+    again = html.unescape(re.search(r'href="(/signin/github\?next=[^"]+)"', page).group(1))
+    monkeypatch.undo()
+    assert browser.approve(signed_in, browser.start(again)).headers["Location"] == "/account"
+    assert link(browser, "gitlab").headers["Location"] == "/account"
+    assert "<td>GitLab</td>" in account_page(client)
+
+
+def test_a_fresh_amr_entry_is_not_a_recent_sign_in(client, browser, signed_in, link):
+    """Only the app's own record counts: the token's amr says "oauth, just now"."""
+    link(browser, "gitlab")
+    gitlab_id = _gitlab_identity(client)
+    _age_the_sign_in(client, client.application.config["AUTH_RECENT_SIGN_IN_SECONDS"] + 1)
+    confirm = client.get(f"/account/unlink/{gitlab_id}").get_data(as_text=True)
+    asked = client.post(f"/account/unlink/{gitlab_id}", data={"csrf_token": csrf_token(confirm)})
+    assert "Confirm it is you" in asked.get_data(as_text=True)
+    assert "<td>GitLab</td>" in account_page(client)
+
+
+def test_linking_does_not_renew_the_recent_sign_in(client, browser, signed_in, link,
+                                                   monkeypatch):
+    """Issue 17: a link wrote a fresh oauth entry in amr, which then allowed unlinking."""
+    window = client.application.config["AUTH_RECENT_SIGN_IN_SECONDS"]
+    _age_the_sign_in(client, window - 100)  # still recent enough to link
+    link(browser, "gitlab")
+    gitlab_id = _gitlab_identity(client)
+    confirm = client.get(f"/account/unlink/{gitlab_id}").get_data(as_text=True)
+    move_app_clock(monkeypatch, 150)  # the sign-in is now older than the window; the link not
+    asked = client.post(f"/account/unlink/{gitlab_id}", data={"csrf_token": csrf_token(confirm)})
+    assert "Confirm it is you" in asked.get_data(as_text=True)
+    monkeypatch.undo()
+    assert "<td>GitLab</td>" in account_page(client)
+
+
+def test_a_recent_sign_in_of_another_session_does_not_count(client, signed_in):
+    """The record names the Supabase session it was made for."""
+    page = account_page(client)
+    with client.session_transaction() as stored:
+        stored[auth.SIGNED_IN_KEY] = {**stored[auth.SIGNED_IN_KEY], "session": "another"}
+    asked = client.post("/account/link/gitlab", data={"csrf_token": csrf_token(page)})
+    assert "Confirm it is you" in asked.get_data(as_text=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import logging
 import re
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -60,7 +61,8 @@ def test_the_callback_renews_a_planted_session(client, browser, github_account):
     assert browser.approve(github_account(), consent).status_code == 302
     session = session_of(client)
     assert "planted" not in session
-    assert set(session) <= {STORAGE_KEY, "_flashes", "_permanent", "csrf_token"}
+    assert set(session) <= {STORAGE_KEY, "_flashes", "_permanent", "csrf_token",
+                            auth.SIGNED_IN_KEY}
 
 
 def test_a_link_to_sign_in_from_another_site_signs_nobody_out(client, signed_in):
@@ -189,7 +191,7 @@ def test_two_tabs_signing_in_at_once_both_land(client, browser, github_account):
 
 def test_code_arriving_at_home_is_handled_and_logged(make_app, emulator, github_account, caplog):
     # A callback URL the project does not allow: Supabase falls back to its SITE_URL, "/".
-    app = make_app(SITE_URL="http://app.invalid:5000", DEBUG=True)
+    app = make_app(SITE_URL="http://localhost:5999")  # not on the project's allow-list
     browser = Browser(app.test_client(), emulator.url)
     try:
         with caplog.at_level(logging.WARNING, logger="app"):
@@ -199,7 +201,7 @@ def test_code_arriving_at_home_is_handled_and_logged(make_app, emulator, github_
         browser.close()
     assert browser.last_callback.startswith("/?code=")
     assert response.status_code == 302
-    assert "http://app.invalid:5000/callback?flow=* to the Redirect URLs" in caplog.text
+    assert "http://localhost:5999/callback?flow=* to the Redirect URLs" in caplog.text
     assert "Hello," in page
 
 
@@ -386,7 +388,7 @@ def test_signing_out_everywhere_needs_a_recent_sign_in(client, browser, github_a
     login = github_account()
     browser.sign_in(login)
     token = csrf_token(client.get("/account/sign-out-everywhere").get_data(as_text=True))
-    move_app_clock(monkeypatch, auth.RECENT_SIGN_IN + 1)
+    move_app_clock(monkeypatch, client.application.config["AUTH_RECENT_SIGN_IN_SECONDS"] + 1)
     asked = client.post("/signout", data={"csrf_token": token, "scope": "global"})
     page = asked.get_data(as_text=True)
     assert asked.status_code == 200 and "Confirm it is you" in page
@@ -429,3 +431,59 @@ def test_someone_elses_sign_in_does_not_inherit_the_github_provider_token(
 
 def _sealed_provider_token(client) -> str | None:
     return session_of(client)[STORAGE_KEY].get("provider_token")
+
+
+def test_signing_out_other_devices_needs_a_recent_sign_in(client, browser, make_app, emulator,
+                                                          github_account, monkeypatch):
+    """Issue 17: scope=others signed the owner out everywhere while the stale session stayed."""
+    login = github_account()
+    browser.sign_in(login)
+    other = Browser(make_app().test_client(), emulator.url)  # the owner's other device
+    try:
+        other.sign_in(login)
+        token = csrf_token(client.get("/account").get_data(as_text=True))
+        move_app_clock(monkeypatch, client.application.config["AUTH_RECENT_SIGN_IN_SECONDS"] + 1)
+        asked = client.post("/signout", data={"csrf_token": token, "scope": "others"})
+        page = asked.get_data(as_text=True)
+        assert asked.status_code == 200 and "Confirm it is you" in page
+        assert "To sign out your other devices, please sign in again" in page
+        header = page[page.index("<header"):page.index("</header>")]
+        assert ">Account</a>" in header and ">Sign in</a>" not in header
+        monkeypatch.undo()
+        other.client.application.config["AUTH_REVALIDATE_SECONDS"] = 0
+        assert "Hello," in other.client.get("/").get_data(as_text=True)  # still signed in
+        again = html.unescape(re.search(r'href="(/signin/github\?next=[^"]+)"', page).group(1))
+        assert browser.approve(login, browser.start(again)).headers["Location"] == "/account"
+        token = csrf_token(client.get("/account").get_data(as_text=True))
+        done = client.post("/signout", data={"csrf_token": token, "scope": "others"})
+        assert done.headers["Location"] == "/account"
+        assert "Hello," not in other.client.get("/").get_data(as_text=True)
+    finally:
+        other.close()
+
+
+def test_the_recent_sign_in_window_is_a_setting(make_app, emulator, github_account,
+                                                monkeypatch):
+    app = make_app(AUTH_RECENT_SIGN_IN_SECONDS=120)
+    browser = Browser(app.test_client(), emulator.url)
+    try:
+        browser.sign_in(github_account())
+        client = browser.client
+        token = csrf_token(client.get("/account/sign-out-everywhere").get_data(as_text=True))
+        move_app_clock(monkeypatch, 121)
+        asked = client.post("/signout", data={"csrf_token": token, "scope": "global"})
+        assert "more than 2 minutes since you last did" in " ".join(
+            asked.get_data(as_text=True).split())
+        move_app_clock(monkeypatch, 60)
+        done = client.post("/signout", data={"csrf_token": token, "scope": "global"})
+        assert done.headers["Location"] == "/"
+    finally:
+        browser.close()
+
+
+def test_a_recent_sign_in_is_recorded_by_the_callback_not_read_from_amr(client, signed_in):
+    with client.session_transaction() as stored:
+        record = stored[auth.SIGNED_IN_KEY]
+        claims = decode_jwt(stored[STORAGE_KEY]["access_token"])["payload"]
+    assert record["session"] == claims["session_id"]
+    assert abs(record["at"] - time.time()) < 60

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jwt
 import pytest
 
 from app import create_app
@@ -85,10 +86,82 @@ def test_debug_runs_without_secret_key_and_site_url(environment, tmp_path, monke
     assert len(app.config["SECRET_KEY"]) == 64
     assert again.config["SECRET_KEY"] == app.config["SECRET_KEY"]  # survives a reload
     assert (tmp_path / "instance" / "dev_secret_key").stat().st_mode & 0o077 == 0
-    assert app.config["SITE_URL"] == "http://127.0.0.1:5000"
+    assert app.config["SITE_URL"] == "http://localhost:5000"  # a name: passkeys refuse IPs
     assert app.config["SESSION_COOKIE_SECURE"] is False
 
 
 def test_a_test_config_ignores_the_environment(environment, make_app):
     environment(SUPABASE_URL="https://should-not-be-read.supabase.co")
     assert make_app().config["SUPABASE_URL"].startswith("http://127.0.0.1:")
+
+
+def test_reads_the_recent_sign_in_window(environment):
+    environment(**GOOD, AUTH_RECENT_SIGN_IN_SECONDS="300")
+    app = create_app()
+    close(app)
+    assert app.config["AUTH_RECENT_SIGN_IN_SECONDS"] == 300
+
+
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_refuses_a_recent_sign_in_window_that_allows_nothing(environment, value):
+    environment(**GOOD, AUTH_RECENT_SIGN_IN_SECONDS=value)
+    with pytest.raises(ConfigError, match="AUTH_RECENT_SIGN_IN_SECONDS must be a positive"):
+        create_app()
+
+
+LOCAL = {"FLASK_DEBUG": "1", "SUPABASE_URL": "http://127.0.0.1:54321",
+         "SITE_URL": "http://localhost:5000",
+         "SUPABASE_KEY": "sb_publishable_ACJWlzQHlZjBrEguHvfOxg_3BJgxAaH"}  # the demo key
+
+
+@pytest.mark.parametrize("change, reason", [
+    # Off this machine, debug is production: every check applies.
+    ({"SITE_URL": "http://app.example.com"}, "SITE_URL=.* must use https outside localhost"),
+    ({"SUPABASE_URL": "http://abcd.supabase.co"}, "SUPABASE_URL=.* must use https"),
+    ({"SUPABASE_URL": "https://abcd.supabase.co"}, "the emulator's public demo key"),
+    ({"SITE_URL": "https://app.example.com", "SECRET_KEY": "dev"}, "SECRET_KEY is too weak"),
+    ({"SITE_URL": "https://app.example.com"}, "only while SITE_URL and SUPABASE_URL are on"),
+    # On it, a secret key and a weak SECRET_KEY are still refused.
+    ({"SUPABASE_KEY": "sb_secret_N7UND0UgjKTVK-Uodkm0Hg_xSvEMPvz"}, "is a secret key"),
+    ({"SUPABASE_KEY": "sb_secret_kX81nQ0wZtM3jRb7CeY5Lg_H2vPaF9Ud"}, "is a secret key"),
+    ({"SUPABASE_KEY": jwt.encode({"iss": "supabase-demo", "role": "service_role"},
+                                 "x" * 40, "HS256")}, "'service_role' JWT"),
+    ({"SECRET_KEY": "dev"}, "SECRET_KEY is too weak"),
+])
+def test_debug_relaxes_only_what_a_laptop_needs(environment, tmp_path, change, reason):
+    """Issue 17: FLASK_DEBUG=1 switched the whole production guard off."""
+    environment(**{**LOCAL, "INSTANCE_PATH": str(tmp_path), **change})
+    with pytest.raises(ConfigError, match=reason):
+        create_app()
+
+
+@pytest.mark.parametrize("site_url, supabase_url", [
+    ("http://localhost:5000", "http://127.0.0.1:54321"),
+    ("http://127.0.0.1:5000", "http://localhost:54321"),
+    ("http://[::1]:5000", "http://127.0.0.2:54321"),
+])
+def test_debug_on_this_machine_runs_on_the_emulators_demo_keys(environment, tmp_path,
+                                                               site_url, supabase_url):
+    environment(**{**LOCAL, "SITE_URL": site_url, "SUPABASE_URL": supabase_url,
+                   "INSTANCE_PATH": str(tmp_path)})
+    app = create_app()
+    close(app)
+    assert app.debug and len(app.config["SECRET_KEY"]) == 64
+
+
+@pytest.mark.parametrize("port, site_url", [(None, "http://localhost:5000"),
+                                            ("5080", "http://localhost:5080")])
+def test_debug_site_url_is_localhost_on_app_port(environment, monkeypatch, tmp_path, port,
+                                                 site_url):
+    monkeypatch.delenv("APP_PORT", raising=False)  # a developer's own shell may set it
+    environment(FLASK_DEBUG="1", SUPABASE_URL="http://127.0.0.1:54321", SUPABASE_KEY="k",
+                INSTANCE_PATH=str(tmp_path), **({"APP_PORT": port} if port else {}))
+    app = create_app()
+    close(app)
+    assert app.config["SITE_URL"] == site_url
+
+
+def test_app_port_must_be_a_number(environment):
+    environment(**GOOD, APP_PORT="five thousand")
+    with pytest.raises(ConfigError, match="APP_PORT"):
+        create_app()

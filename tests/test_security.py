@@ -239,7 +239,7 @@ def test_every_response_that_sets_the_cookie_is_not_stored(client, browser, gith
 
 @pytest.mark.parametrize("settings, name, secure", [
     ({"SITE_URL": "https://app.example.com"}, "__Host-session", True),
-    ({"DEBUG": True}, "session", False),
+    ({"DEBUG": True, "SITE_URL": "http://localhost"}, "session", False),  # the client's host
 ])
 def test_cookie_flags(make_app, settings, name, secure):
     response = make_app(**settings).test_client().get("/signin/github")
@@ -431,11 +431,26 @@ def test_production_guard_accepts_a_real_project(change):
     assert not app.debug and not app.testing
 
 
-def test_debug_runs_on_the_emulator(emulator):
+def test_debug_runs_on_the_emulator(emulator, tmp_path):
     app = create_app({"DEBUG": True, "SUPABASE_URL": "http://127.0.0.1:54321",
-                      "SUPABASE_KEY": keys.ANON_KEY, "SUPABASE_JWT_SECRET": keys.JWT_SECRET})
+                      "SUPABASE_KEY": keys.ANON_KEY, "SUPABASE_JWT_SECRET": keys.JWT_SECRET,
+                      "INSTANCE_PATH": str(tmp_path)})
     app.extensions["supabase"].http.close()
     assert app.debug
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"SITE_URL": "http://app.example.com"}, "must use https outside localhost"),
+    ({"SUPABASE_URL": "http://10.0.0.5:8000"}, "must use https"),
+    ({"SUPABASE_KEY": keys.SERVICE_ROLE_KEY}, "'service_role' JWT"),
+    ({"SUPABASE_KEY": "sb_secret_N7UND0UgjKTVK-Uodkm0Hg_xSvEMPvz"}, "is a secret key"),
+    ({"SECRET_KEY": "changeme"}, "SECRET_KEY is too weak"),
+])
+def test_debug_does_not_switch_the_production_guard_off(tmp_path, change, reason):
+    """Issue 17: with DEBUG, a weak key, a secret key and plain http started without a word."""
+    with pytest.raises(ConfigError, match=reason):
+        create_app({"DEBUG": True, "SUPABASE_URL": "http://127.0.0.1:54321",
+                    "SUPABASE_KEY": keys.ANON_KEY, "INSTANCE_PATH": str(tmp_path), **change})
 
 
 def test_every_state_changing_route_requires_a_csrf_token(make_app):

@@ -4,8 +4,14 @@ aal2)."""
 
 from __future__ import annotations
 
+import html
 import re
+import sqlite3
+import threading
 import time
+import types
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
 import httpx
@@ -19,7 +25,7 @@ from supabase_auth.helpers import decode_jwt
 
 import two_factor
 from flask_storage import MFA_FACTORS
-from tests.helpers import SITE_URL, Browser, csrf_token, set_up_authenticator
+from tests.helpers import SITE_URL, Browser, csrf_token, move_app_clock, set_up_authenticator
 
 FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -312,11 +318,121 @@ def test_the_fifth_wrong_code_signs_out_where_an_older_cookie_cannot_follow(
     assert (response.status_code, response.headers["Location"]) == (302, "/")
     assert tokens_of(client) == {}
     assert "you have been signed out" in " ".join(flashes(client.get("/").get_data(as_text=True)))
-    # A copy of the cookie from before the tries finds its session ended at Supabase.
+    # A copy of the cookie from before the tries: even the right code is refused, and signs out.
     client.set_cookie("session", before, domain="localhost")
     replay = client.post("/two-factor", data={**form, "code": pyotp.TOTP(secret).now()})
-    assert replay.headers["Location"] == "/signin"
+    assert replay.headers["Location"] in ("/", "/signin")
     assert tokens_of(client) == {}
+    assert aal_of(client) is None
+
+
+def test_replaying_the_cookie_from_before_the_first_guess_does_not_reset_the_count(
+        client, returning, emulator):
+    """Issue 17: the count lived in the cookie; 12 wrong codes were each told "4 more"."""
+    secret, _ = returning
+    page = client.get("/two-factor?next=/account").get_data(as_text=True)
+    before = client.get_cookie("session").value
+    form = {"csrf_token": csrf_token(page), "next": "/account"}
+    told = []
+    for _ in range(two_factor.MAX_TRIES - 1):
+        client.set_cookie("session", before, domain="localhost")  # rewind, before each guess
+        answer = client.post("/two-factor", data={**form, "code": wrong_code(secret)})
+        told.append(re.search(r"try (\d) more", alert(answer.get_data(as_text=True))).group(1))
+    assert told == ["4", "3", "2", "1"]
+    client.set_cookie("session", before, domain="localhost")
+    shown = client.get("/two-factor?next=/account").get_data(as_text=True)
+    assert "You can try 1 more time." in shown  # the page reads the count, not the cookie
+    client.set_cookie("session", before, domain="localhost")
+    fifth = client.post("/two-factor", data={**form, "code": wrong_code(secret)})
+    assert fifth.headers["Location"] == "/"
+    assert tokens_of(client) == {}
+    client.set_cookie("session", before, domain="localhost")
+    right = client.post("/two-factor", data={**form, "code": pyotp.TOTP(secret).now()})
+    assert right.status_code == 302 and aal_of(client) != "aal2"
+    # The session itself was signed out at Supabase: its refresh token is dead.
+    refreshed = httpx.post(f"{emulator.url}/auth/v1/token?grant_type=refresh_token",
+                           headers={"apikey": emulator.publishable_key},
+                           json={"refresh_token": _refresh_token_of(before, client)}, timeout=5)
+    assert refreshed.status_code == 400
+
+
+def _refresh_token_of(cookie: str, client) -> str:
+    from flask import session
+
+    with client.application.test_request_context(headers={"Cookie": f"session={cookie}"}):
+        return session[STORAGE_KEY]["refresh_token"]
+
+
+def test_the_workers_of_one_server_share_the_count(client, returning, make_app, emulator):
+    """Two apps on one instance folder (a server's workers): a guess on either counts."""
+    secret, _ = returning
+    other = make_app(INSTANCE_PATH=client.application.instance_path).test_client()
+    page = client.get("/two-factor?next=/account").get_data(as_text=True)
+    form = {"csrf_token": csrf_token(page), "next": "/account"}
+    assert client.post("/two-factor", data={**form, "code": wrong_code(secret)}).status_code == 401
+    other.set_cookie("session", client.get_cookie("session").value, domain="localhost")
+    answer = other.post("/two-factor", data={**form, "code": wrong_code(secret)})
+    assert "You can try 3 more times." in alert(answer.get_data(as_text=True))
+
+
+def test_guesses_sent_at_once_test_at_most_five_codes(client, returning):
+    """Each try is counted before the code goes to Supabase, so parallel guesses cannot race
+    past the limit."""
+    secret, _ = returning
+    page = client.get("/two-factor?next=/account").get_data(as_text=True)
+    cookie = client.get_cookie("session").value
+    form = {"csrf_token": csrf_token(page), "next": "/account", "code": wrong_code(secret)}
+    app = client.application
+    checked = []
+    app.extensions["supabase"].http.event_hooks["request"].append(
+        lambda request: request.url.path.endswith("/verify") and checked.append(1))
+    start = threading.Barrier(12)
+
+    def guess() -> int:
+        guesser = app.test_client()
+        guesser.set_cookie("session", cookie, domain="localhost")
+        start.wait(timeout=10)
+        return guesser.post("/two-factor", data=form).status_code
+
+    try:
+        with ThreadPoolExecutor(12) as pool:
+            statuses = list(pool.map(lambda _: guess(), range(12)))
+    finally:
+        app.extensions["supabase"].http.event_hooks["request"].pop()
+    assert len(checked) <= two_factor.MAX_TRIES
+    assert statuses.count(302) >= 12 - two_factor.MAX_TRIES + 1  # the rest: signed out
+    assert all(status in (302, 401) for status in statuses)
+
+
+def test_a_try_supabase_did_not_judge_is_not_counted(client, returning, monkeypatch):
+    secret, _ = returning
+    page = client.get("/two-factor").get_data(as_text=True)
+
+    def down(self, params):
+        raise httpx.ConnectError("refused")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("supabase_auth._sync.gotrue_client.SyncGoTrueClient._verify", down)
+        for _ in range(two_factor.MAX_TRIES + 1):
+            assert client.post("/two-factor", data={"csrf_token": csrf_token(page),
+                                                    "code": "123456"}).status_code == 503
+    assert post_code(client, pyotp.TOTP(secret).now()).status_code == 302
+    assert aal_of(client) == "aal2"
+
+
+def test_a_count_that_cannot_be_kept_refuses_the_check(client, returning, monkeypatch):
+    secret, _ = returning
+    page = client.get("/two-factor").get_data(as_text=True)
+
+    def broken(self, key):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(two_factor.WrongCodes, "take", broken)
+    response = client.post("/two-factor", data={"csrf_token": csrf_token(page),
+                                                "code": pyotp.TOTP(secret).now()})
+    assert response.status_code == 503
+    assert "could not check your code" in response.get_data(as_text=True)
+    assert aal_of(client) == "aal1"
 
 
 def test_an_expired_challenge_is_explained_and_replaced(client, returning, emulator_clock):
@@ -408,11 +524,25 @@ def test_the_challenge_page_moves_on_when_there_is_nothing_to_answer(client, per
     assert response.headers["Location"] == "/"
 
 
-def test_a_post_without_a_challenge_under_way_starts_one(client, returning):
+def test_a_code_without_a_challenge_under_way_is_checked_against_a_new_one(client, returning):
+    """Another tab's sign-in replaced the session and its challenge: the code still counts."""
+    secret, factor_id = returning
+    page = client.get("/two-factor").get_data(as_text=True)
+    assert f'name="factor" value="{factor_id}"' in page
+    with client.session_transaction() as stored:
+        stored.pop(two_factor.CHALLENGE_KEY, None)
+    response = client.post("/two-factor", data={"csrf_token": csrf_token(page), "next": "/account",
+                                                "factor": factor_id,
+                                                "code": pyotp.TOTP(secret).now()})
+    assert response.headers["Location"] == "/account"
+    assert aal_of(client) == "aal2"
+
+
+def test_a_malformed_code_without_a_challenge_under_way_starts_one(client, returning):
     page = client.get("/two-factor").get_data(as_text=True)
     with client.session_transaction() as stored:
         stored.pop(two_factor.CHALLENGE_KEY, None)
-    response = client.post("/two-factor", data={"csrf_token": csrf_token(page), "code": "123456",
+    response = client.post("/two-factor", data={"csrf_token": csrf_token(page), "code": "12",
                                                 "next": "/account"})
     assert response.headers["Location"] == "/two-factor?next=/account"
 
@@ -598,3 +728,227 @@ def test_any_factor_id_in_the_account_pages_is_never_a_500(client, enrolled, fac
                      client.get(f"/two-factor?factor={segment}&next={segment}")):
         assert response.status_code < 500
     assert tokens_of(client)[MFA_FACTORS] == 1
+
+
+# --- recent sign-in --------------------------------------------------------------------------
+
+
+def test_the_first_factor_needs_a_recent_sign_in(client, browser, person, monkeypatch):
+    """Issue 17: a stale session enrolled a factor and locked its owner out."""
+    page = client.get("/account/two-factor").get_data(as_text=True)
+    move_app_clock(monkeypatch, client.application.config["AUTH_RECENT_SIGN_IN_SECONDS"] + 1)
+    asked = client.post("/account/two-factor", data={"csrf_token": csrf_token(page),
+                                                    "name": "Phone"})
+    body = asked.get_data(as_text=True)
+    assert asked.status_code == 200 and "Confirm it is you" in body
+    assert "To set up two-factor authentication, please sign in again" in body
+    assert 'class="secret"' not in body
+    monkeypatch.undo()
+    assert "Off. Add an authenticator app" in client.get("/account").get_data(as_text=True)
+    again = html.unescape(re.search(r'href="(/signin/github\?next=[^"]+)"', body).group(1))
+    assert browser.approve(person, browser.start(again)).headers["Location"] == \
+        "/account/two-factor"
+    set_up_authenticator(client)
+    assert aal_of(client) == "aal2"
+
+
+def test_a_right_code_counts_as_a_recent_sign_in(client, returning, monkeypatch):
+    secret, _ = returning
+    window = client.application.config["AUTH_RECENT_SIGN_IN_SECONDS"]
+    move_app_clock(monkeypatch, window + 1)  # GitHub's part of the sign-in is stale now
+    assert post_code(client, pyotp.TOTP(secret).now()).status_code == 302
+    page = client.get("/account").get_data(as_text=True)
+    done = client.post("/signout", data={"csrf_token": csrf_token(page), "scope": "others"})
+    assert done.headers["Location"] == "/account"
+    assert "Signed out of your other devices." in " ".join(
+        flashes(client.get("/account").get_data(as_text=True)))
+
+
+# --- factors the app cannot challenge --------------------------------------------------------
+
+
+def add_verified_factor(emulator, client, factor_type: str) -> None:
+    """A verified factor of ``factor_type``, as another client of the project would enrol."""
+    from emulator.db import get_db
+
+    user_id = decode_jwt(tokens_of(client)["access_token"])["payload"]["sub"]
+    now = time.time()
+    with emulator.app.app_context(), get_db().transaction() as conn:
+        conn.execute("INSERT INTO mfa_factors (id, user_id, friendly_name, factor_type, status,"
+                     " phone, created_at, updated_at) VALUES (?, ?, '', ?, 'verified', ?, ?, ?)",
+                     (str(uuid.uuid4()), user_id, factor_type,
+                      "+15550100" if factor_type == "phone" else "", now, now))
+
+
+@pytest.mark.parametrize("factor_type, said", [("phone", "a phone number"),
+                                               ("webauthn", "a security key or passkey")])
+def test_a_factor_the_app_cannot_challenge_keeps_its_owner_at_the_challenge(
+        client, browser, person, emulator, factor_type, said):
+    """Issue 17: a verified phone or WebAuthn factor was dropped, and aal1 walked through."""
+    add_verified_factor(emulator, client, factor_type)
+    page = client.get("/").get_data(as_text=True)
+    client.post("/signout", data={"csrf_token": csrf_token(page)})
+    browser.sign_in(person)
+    assert tokens_of(client)[MFA_FACTORS] == 1
+    for _ in range(2):  # told why, and not forgotten the second time
+        response = client.get("/account")
+        assert response.headers["Location"].startswith("/two-factor")
+        shown = client.get(response.headers["Location"])
+        text = " ".join(shown.get_data(as_text=True).split())
+        assert shown.status_code == 403
+        assert f"two-factor authentication with {said}" in text
+        assert "This site can only ask for a code from an authenticator app" in text
+    assert tokens_of(client)[MFA_FACTORS] == 1
+    tried = client.post("/two-factor", data={"csrf_token": csrf_token(shown.get_data(
+        as_text=True)), "code": "123456"})
+    assert tried.headers["Location"].startswith("/two-factor")
+    assert aal_of(client) == "aal1"
+
+
+def test_with_an_authenticator_app_too_the_challenge_offers_it(client, returning, emulator):
+    secret, _ = returning
+    add_verified_factor(emulator, client, "phone")
+    page = client.get("/two-factor").get_data(as_text=True)
+    assert "<strong>Phone</strong>" in page and "Use another authenticator app" not in page
+    assert post_code(client, pyotp.TOTP(secret).now()).status_code == 302
+    assert aal_of(client) == "aal2"
+
+
+def test_only_the_types_asked_for_are_counted():
+    from flask_storage import CHALLENGEABLE_FACTORS, verified_factors
+
+    factors = [{"factor_type": "totp", "status": "verified"},
+               {"factor_type": "phone", "status": "verified"},
+               {"factor_type": "totp", "status": "unverified"}]
+    assert verified_factors(factors) == 2
+    assert verified_factors(factors, CHALLENGEABLE_FACTORS) == 1
+
+
+# --- wording and the set-up page -------------------------------------------------------------
+
+
+def test_no_signed_in_as_before_the_code(client, returning):
+    secret, _ = returning
+    page = client.get("/two-factor?next=/account").get_data(as_text=True)
+    assert not any(f.startswith("Signed in as") for f in flashes(page))
+    post_code(client, pyotp.TOTP(secret).now())
+    assert any(f.startswith("Signed in as") for f in flashes(
+        client.get("/account").get_data(as_text=True)))
+
+
+def enrol_page(client, name: str = "Phone") -> str:
+    page = client.get("/account/two-factor").get_data(as_text=True)
+    return client.post("/account/two-factor", data={"csrf_token": csrf_token(page),
+                                                    "name": name}).get_data(as_text=True)
+
+
+def shown_secret(body: str) -> str | None:
+    match = re.search(r'<code class="secret"[^>]*>([A-Z2-7 ]+)</code>', body)
+    return match.group(1).replace(" ", "") if match else None
+
+
+@pytest.mark.parametrize("code, status", [("12", 400), (None, 401)])
+def test_a_mistyped_code_at_set_up_keeps_the_qr_code_and_key(client, person, code, status):
+    body = enrol_page(client)
+    secret = shown_secret(body)
+    factor_id = re.search(r"/account/two-factor/([0-9a-f-]{36})/confirm", body).group(1)
+    sealed = re.search(r'name="enrolment" value="([^"]+)"', body).group(1)
+    assert secret not in sealed
+    again = client.post(f"/account/two-factor/{factor_id}/confirm", data={
+        "csrf_token": csrf_token(body), "enrolment": sealed,
+        "code": code or wrong_code(secret)})
+    text = again.get_data(as_text=True)
+    assert again.status_code == status
+    assert shown_secret(text) == secret
+    assert re.search(r'<img class="qr-code" src="data:image/svg\+xml;base64,', text)
+    with client.session_transaction() as stored:
+        assert secret not in repr(dict(stored))
+    done = client.post(f"/account/two-factor/{factor_id}/confirm", data={
+        "csrf_token": csrf_token(text), "code": pyotp.TOTP(secret).now()})
+    assert done.status_code == 302 and aal_of(client) == "aal2"
+
+
+def test_a_sealed_set_up_shows_only_to_its_own_factor_and_person(client, person, make_app,
+                                                                  emulator, github_account):
+    body = enrol_page(client)
+    secret = shown_secret(body)
+    factor_id = re.search(r"/account/two-factor/([0-9a-f-]{36})/confirm", body).group(1)
+    sealed = re.search(r'name="enrolment" value="([^"]+)"', body).group(1)
+    other_factor = "00000000-0000-4000-8000-000000000000"
+    for path, value in ((f"/account/two-factor/{other_factor}/confirm", sealed),
+                        (f"/account/two-factor/{factor_id}/confirm", sealed[:-4] + "AAAA"),
+                        (f"/account/two-factor/{factor_id}/confirm", "é" * 10)):
+        answer = client.post(path, data={"csrf_token": csrf_token(body), "enrolment": value,
+                                         "code": "12"})
+        assert answer.status_code == 400 and shown_secret(answer.get_data(as_text=True)) is None
+    stranger = Browser(make_app().test_client(), emulator.url)
+    try:
+        stranger.sign_in(github_account())
+        page = stranger.client.get("/account").get_data(as_text=True)
+        answer = stranger.client.post(f"/account/two-factor/{factor_id}/confirm", data={
+            "csrf_token": csrf_token(page), "enrolment": sealed, "code": "12"})
+        assert secret not in answer.get_data(as_text=True)
+    finally:
+        stranger.close()
+
+
+def test_the_default_name_reads_naturally(client, person):
+    body = enrol_page(client, name="")
+    assert "Add your authenticator app" in body
+    set_up_authenticator(client, name="")
+    said = " ".join(flashes(client.get("/account").get_data(as_text=True)))
+    assert "you will enter a code from your authenticator app." in said
+    assert "“Authenticator app”" not in said
+    again = enrol_page(client, name="")
+    assert "without a name of its own" in alert(again)
+
+
+# --- two tabs --------------------------------------------------------------------------------
+
+
+def test_two_tabs_the_code_counts_in_the_tab_it_is_entered(client, browser, person, enrolled):
+    """Issue 18: sign-in started and authorised in tabs A and B; the code typed in tab A."""
+    secret, _ = enrolled
+    page = client.get("/").get_data(as_text=True)
+    client.post("/signout", data={"csrf_token": csrf_token(page)})
+    consent_a, consent_b = browser.start(), browser.start()
+    assert browser.approve(person, consent_a).headers["Location"] == "/"
+    tab_a = client.get(client.get("/").headers["Location"]).get_data(as_text=True)
+    assert browser.approve(person, consent_b).headers["Location"] == "/"
+    tab_b = client.get(client.get("/").headers["Location"]).get_data(as_text=True)
+    form = {"csrf_token": csrf_token(tab_a), "next": "/",
+            "factor": re.search(r'name="factor" value="([^"]+)"', tab_a).group(1)}
+    entered = client.post("/two-factor", data={**form, "code": pyotp.TOTP(secret).now()})
+    assert (entered.status_code, entered.headers["Location"]) == (302, "/")
+    assert aal_of(client) == "aal2"
+    # Tab B, sent afterwards, lands signed in.
+    later = client.post("/two-factor", data={"csrf_token": csrf_token(tab_b), "next": "/",
+                                             "code": pyotp.TOTP(secret).now()})
+    assert later.headers["Location"] == "/"
+    assert "Hello," in client.get("/").get_data(as_text=True)
+
+
+def test_a_refused_form_shows_the_signed_in_header(client, person):
+    """A stale form's 400 page is built before the user check; its header still says who."""
+    response = client.post("/two-factor", data={"csrf_token": "stale", "code": "123456"})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400 and "This form expired" in page
+    header = page[page.index('<header'):page.index('</header>')]
+    assert ">Account</a>" in header and ">Sign in</a>" not in header
+
+
+def test_a_count_expires_a_session_lifetime_after_the_last_wrong_code(tmp_path, monkeypatch):
+    from instance_data import SharedDatabase
+
+    counts = two_factor.WrongCodes(SharedDatabase(tmp_path / "app.sqlite3",
+                                                  two_factor.WrongCodes.SCHEMA), lifetime=100)
+    assert [counts.take("session-a") for _ in range(3)] == [1, 2, 3]
+    counts.give_back("session-a")
+    assert counts.count("session-a") == 2 and counts.count("session-b") == 0
+    later = time.time() + 101
+    monkeypatch.setattr(two_factor, "time", types.SimpleNamespace(time=lambda: later))
+    assert counts.count("session-a") == 0
+    assert counts.take("session-a") == 1  # counted afresh, and the old row is gone
+    rows = counts.database.connect().execute("SELECT COUNT(*) FROM mfa_wrong_codes").fetchone()
+    assert rows == (1,)
+    assert (tmp_path / "app.sqlite3").stat().st_mode & 0o077 == 0
