@@ -7,16 +7,18 @@ import binascii
 import hashlib
 import json
 import os
+import time
 import zlib
 
 import pytest
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, InvalidToken
 from flask import session
 from supabase_auth.constants import STORAGE_KEY
 from supabase_auth.types import Session
 
 from flask_storage import (
     FlaskSessionStorage,
+    SealedSession,
     forget_provider_token,
     provider_token,
     stored_tokens,
@@ -244,3 +246,14 @@ def test_the_sealed_cookie_round_trips_any_session(app):
     data = {"_flashes": [("success", "Signed in.")], "csrf_token": "c" * 40,
             STORAGE_KEY: {"access_token": ACCESS_TOKEN, "refresh_token": "r", "expires_at": 1}}
     assert read_session(write_session(data, SECRET), SECRET) == data
+
+
+def test_a_cookie_older_than_the_session_lifetime_opens_nothing(monkeypatch):
+    sealer = SealedSession([SECRET])
+    cookie = sealer.dumps({"csrf_token": "c"})
+    sealed_at = sealer.loads(cookie)[1]
+    assert abs(sealed_at - time.time()) < 5  # the cookie's age counts from its sealing
+    monkeypatch.setattr(time, "time", lambda: sealed_at + 3600 + 1)
+    with pytest.raises(InvalidToken):
+        sealer.loads(cookie, max_age=3600)
+    assert sealer.loads(cookie, max_age=7200)[0] == {"csrf_token": "c"}
