@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
 import threading
 import time
@@ -12,8 +13,10 @@ import zlib
 from collections.abc import Sequence
 
 from cachetools import LRUCache
+from cryptography.exceptions import InvalidTag
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import session
 from flask.sessions import SecureCookieSessionInterface, session_json_serializer
@@ -65,7 +68,7 @@ class FlaskSessionStorage(SyncSupportedStorage):
 class CheckedCookieSessionInterface(SecureCookieSessionInterface):
     """Flask's cookie session, encrypted, reading a cookie of an unexpected shape as empty.
 
-    The cookie carries the access and refresh tokens, so it is sealed (SealedSession: Fernet,
+    The cookie carries the access and refresh tokens, so it is sealed (SealedSession: AES-GCM,
     keys derived from SECRET_KEY and SECRET_KEY_FALLBACKS), not merely signed: whoever holds
     it cannot read the tokens and call Supabase around the app. A cookie signed by an earlier
     release (Flask's itsdangerous format) is read once and sealed in the response.
@@ -115,7 +118,7 @@ class CheckedCookieSessionInterface(SecureCookieSessionInterface):
             return self.session_class(_copied(remembered[1]))
         try:
             data, sealed_at = sealer.loads(value, max_age)
-        except InvalidToken:
+        except UnreadableCookie:
             return self._upgraded(app, value, max_age)
         if not _looks_like_session(data):
             return self.session_class({})
@@ -139,17 +142,25 @@ class CheckedCookieSessionInterface(SecureCookieSessionInterface):
         return upgraded
 
 
-class SealedSession:
-    """The session cookie's format: the session in a Fernet token (AES-CBC and HMAC-SHA256).
+class UnreadableCookie(Exception):
+    """A cookie value that no key opens, or whose seal is older than the session lifetime."""
 
-    Inside, the supabase_auth tokens are compressed on their own and everything else is not:
-    the rest holds what another site can choose (a sign-in's ``next`` path), and compressing
-    that next to the tokens would let the cookie's length betray them (CRIME, BREACH). The
-    Fernet token's timestamp is when the cookie was sealed; it bounds the cookie's age.
+
+class SealedSession:
+    """The session cookie's format: the session sealed with AES-256-GCM, in unpadded base64url.
+
+    A cookie is ``version | nonce (12 random bytes) | ciphertext | tag``, the version byte also
+    being the associated data. Inside: when it was sealed (it bounds the cookie's age), then the
+    supabase_auth tokens, compressed on their own, then everything else, not compressed: the rest
+    holds what another site can choose (a sign-in's ``next`` path), and compressing that next to
+    the tokens would let the cookie's length betray them (CRIME, BREACH). Random nonces are safe
+    for far more cookies than one key seals (NIST's bound is 2**32 per key).
     """
 
+    VERSION = b"\x01"
+
     def __init__(self, keys: Sequence[str | bytes]) -> None:
-        self._fernet = MultiFernet([Fernet(cookie_key(key)) for key in keys])
+        self._ciphers = [AESGCM(cookie_key(key)) for key in keys]  # the first one seals
 
     def dumps(self, data: dict) -> str:
         """Seal a session (with the first key) into a cookie value."""
@@ -157,26 +168,41 @@ class SealedSession:
         if isinstance(data, dict) and STORAGE_KEY in data:
             rest = {key: value for key, value in data.items() if key != STORAGE_KEY}
             packed = zlib.compress(session_json_serializer.dumps(data[STORAGE_KEY]).encode())
-        plain = len(packed).to_bytes(4, "big") + packed + session_json_serializer.dumps(
-            rest).encode()
-        return self._fernet.encrypt(plain).decode("ascii").rstrip("=")
+        plain = b"".join((int(time.time()).to_bytes(8, "big"), len(packed).to_bytes(4, "big"),
+                          packed, session_json_serializer.dumps(rest).encode()))
+        nonce = os.urandom(12)
+        sealed = self._ciphers[0].encrypt(nonce, plain, self.VERSION)
+        return base64.urlsafe_b64encode(self.VERSION + nonce + sealed).decode().rstrip("=")
 
     def loads(self, value: str, max_age: int | None = None) -> tuple[dict, int]:
-        """The session in a cookie value and when it was sealed; InvalidToken if unreadable."""
-        # Strictly base64url: a lenient decoder would ignore whatever follows the padding.
-        if not TOKEN_CHARACTERS.fullmatch(value):
-            raise InvalidToken
-        plain = self._fernet.decrypt((value + "=" * (-len(value) % 4)).encode(), ttl=max_age)
-        length = int.from_bytes(plain[:4], "big")
+        """The session in a cookie value and when it was sealed; UnreadableCookie if none."""
+        plain = self._opened(value)
+        sealed_at = int.from_bytes(plain[:8], "big")
+        if max_age is not None and time.time() - sealed_at > max_age:
+            raise UnreadableCookie("sealed longer ago than the session lifetime")
+        length = int.from_bytes(plain[8:12], "big")
         try:
-            data = session_json_serializer.loads(plain[4 + length:])
+            data = session_json_serializer.loads(plain[12 + length:])
             if length:
                 data[STORAGE_KEY] = session_json_serializer.loads(
-                    zlib.decompress(plain[4:4 + length]))
+                    zlib.decompress(plain[12:12 + length]))
         except (ValueError, TypeError, zlib.error) as error:  # sealed by us, never by another shape
-            raise InvalidToken from error
-        sealed_at = int.from_bytes(base64.urlsafe_b64decode(value[:12])[1:9], "big")
+            raise UnreadableCookie("not a session") from error
         return data, sealed_at
+
+    def _opened(self, value: str) -> bytes:
+        # Strictly base64url: a lenient decoder would ignore whatever follows padding.
+        if not TOKEN_CHARACTERS.fullmatch(value) or len(value) % 4 == 1:
+            raise UnreadableCookie("not base64url")
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        if raw[:1] != self.VERSION or len(raw) < 1 + 12 + 16:  # version, nonce, tag
+            raise UnreadableCookie("not a sealed session")
+        for cipher in self._ciphers:
+            try:
+                return cipher.decrypt(raw[1:13], raw[13:], self.VERSION)
+            except InvalidTag:
+                continue
+        raise UnreadableCookie("no key opens it")
 
 
 def secret_keys(app) -> tuple:
@@ -187,10 +213,9 @@ def secret_keys(app) -> tuple:
 
 
 def cookie_key(secret: str | bytes) -> bytes:
-    """The Fernet key for session cookies derived from one secret key (HKDF-SHA256)."""
-    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                   info=b"flask_storage session cookie v1").derive(_as_bytes(secret))
-    return base64.urlsafe_b64encode(derived)
+    """The AES-256 key for session cookies derived from one secret key (HKDF-SHA256)."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                info=b"flask_storage session cookie v1").derive(_as_bytes(secret))
 
 
 def stored_tokens() -> dict | None:

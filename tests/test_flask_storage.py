@@ -11,7 +11,7 @@ import time
 import zlib
 
 import pytest
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet
 from flask import session
 from supabase_auth.constants import STORAGE_KEY
 from supabase_auth.types import Session
@@ -19,6 +19,7 @@ from supabase_auth.types import Session
 from flask_storage import (
     FlaskSessionStorage,
     SealedSession,
+    UnreadableCookie,
     forget_provider_token,
     provider_token,
     stored_tokens,
@@ -254,6 +255,13 @@ def test_a_cookie_older_than_the_session_lifetime_opens_nothing(monkeypatch):
     sealed_at = sealer.loads(cookie)[1]
     assert abs(sealed_at - time.time()) < 5  # the cookie's age counts from its sealing
     monkeypatch.setattr(time, "time", lambda: sealed_at + 3600 + 1)
-    with pytest.raises(InvalidToken):
+    with pytest.raises(UnreadableCookie):
         sealer.loads(cookie, max_age=3600)
     assert sealer.loads(cookie, max_age=7200)[0] == {"csrf_token": "c"}
+
+
+@pytest.mark.parametrize("value", ["", "AQ", "AQAAAA", "A" * 40, "AQ" + "A" * 37, "a=b", "é",
+                                   "AQ" * 30 + "="])
+def test_a_cookie_of_any_bytes_is_unreadable_not_an_error(value):
+    with pytest.raises(UnreadableCookie):
+        SealedSession([SECRET]).loads(value)
