@@ -114,17 +114,28 @@ class CheckedCookieSessionInterface(SecureCookieSessionInterface):
         max_age = int(app.permanent_session_lifetime.total_seconds())
         with self._lock:
             remembered = self._remembered.get((sealer, value))
-        if remembered is not None and time.time() - remembered[0] <= max_age:
-            return self.session_class(_copied(remembered[1]))
-        try:
-            data, sealed_at = sealer.loads(value, max_age)
-        except UnreadableCookie:
-            return self._upgraded(app, value, max_age)
-        if not _looks_like_session(data):
-            return self.session_class({})
-        with self._lock:
-            self._remembered[(sealer, value)] = (sealed_at, _copied(data))
-        return self.session_class(data)
+        if remembered is None or time.time() - remembered[0] > max_age:
+            try:
+                data, sealed_at = sealer.loads(value, max_age)
+            except UnreadableCookie:
+                return self._upgraded(app, value, max_age)
+            if not _looks_like_session(data):
+                return self.session_class({})
+            remembered = (sealed_at, data)
+            with self._lock:
+                self._remembered[(sealer, value)] = remembered
+        opened = self.session_class(_copied(remembered[1]))
+        opened.in_cookie = remembered[1]  # never changed: views get copies
+        return opened
+
+    def should_set_cookie(self, app, session) -> bool:
+        """Flask's rule, but a session written back unchanged keeps the cookie it came in.
+
+        A sealed cookie never repeats (a random nonce each time), so each needless rewrite
+        would cost the next request a full open instead of a remembered one.
+        """
+        unchanged = dict(session) == getattr(session, "in_cookie", None)
+        return super().should_set_cookie(app, session) and not unchanged
 
     def _upgraded(self, app, value: str, max_age: int):
         """A signed cookie from before encryption (or junk): read once, then rewritten sealed."""

@@ -12,7 +12,7 @@ import zlib
 
 import pytest
 from cryptography.fernet import Fernet
-from flask import session
+from flask import request, session
 from supabase_auth.constants import STORAGE_KEY
 from supabase_auth.types import Session
 
@@ -265,3 +265,16 @@ def test_a_cookie_older_than_the_session_lifetime_opens_nothing(monkeypatch):
 def test_a_cookie_of_any_bytes_is_unreadable_not_an_error(value):
     with pytest.raises(UnreadableCookie):
         SealedSession([SECRET]).loads(value)
+
+
+def test_a_session_written_back_unchanged_keeps_its_cookie(app):
+    """A sealed cookie never repeats, so a needless rewrite would cost the next request."""
+    interface = app.session_interface
+    cookie = write_session({"csrf_token": "c", "_permanent": True}, SECRET)
+    with app.test_request_context(
+            headers={"Cookie": f"{interface.get_cookie_name(app)}={cookie}"}):
+        opened = interface.open_session(app, request)
+        opened.modified = True  # as when a view stores the same value again
+        assert not interface.should_set_cookie(app, opened)
+        opened["csrf_token"] = "d"
+        assert interface.should_set_cookie(app, opened)
