@@ -75,7 +75,7 @@ class CheckedCookieSessionInterface(SecureCookieSessionInterface):
 
     A signed-in browser sends the same cookie on every page until its tokens change, so each
     opened cookie is remembered (per process, bounded, by its exact value and keys): a repeat
-    visit costs a lookup and a copy instead of an HMAC check, AES, zlib and JSON.
+    visit costs a lookup and a copy instead of AES-GCM, zlib and JSON.
     """
 
     MAX_REMEMBERED = 64  # cookies of the browsers active this moment; ~4.5 KB each
