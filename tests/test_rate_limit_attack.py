@@ -171,3 +171,21 @@ def test_an_attack_on_the_token_limit_does_not_hold_up_a_ban_on_someone_else(
     assert attack.seen[429] > 0
     assert set(attack.seen) <= {200, 429}
     assert attack.retry_after == {"2"}
+
+
+def test_the_emulators_429_carries_what_the_real_servers_does(limited_emulator):
+    """GoTrue limits /token with tollbooth's LimitByKeys, which sets no header: no Retry-After,
+    no X-Rate-Limit-* or RateLimit-*; only the error code (body and x-sb-error-code)."""
+    answers = []
+    while not answers or answers[-1].status_code != 429:
+        assert len(answers) <= 40, "the burst of 30 never ran out"
+        answers.append(httpx.post(f"{limited_emulator.url}/auth/v1/token",
+                                  params={"grant_type": "refresh_token"}, timeout=5,
+                                  headers={"apikey": limited_emulator.publishable_key,
+                                           "Sb-Forwarded-For": "192.0.2.44"},
+                                  json={"refresh_token": "spentspentsp"}))
+    assert len(answers) > 30  # the burst (and what refilled meanwhile) first
+    refused = answers[-1]
+    assert refused.headers["x-sb-error-code"] == "over_request_rate_limit"
+    assert not [name for name in refused.headers
+                if name.lower() == "retry-after" or "ratelimit" in name.lower().replace("-", "")]
