@@ -88,6 +88,13 @@ def out_of_reach(error: Exception, *, server_errors: bool = False) -> bool:
     return status is not None and (status in GATEWAY_STATUSES or (server_errors and status >= 500))
 
 
+def refused_by_hook(error: Exception) -> bool:
+    """Whether the project's custom access token hook turned the person away: a 400 or 403 of
+    the hook's choosing, which Supabase passes on with the code ``unknown`` (its own refusals
+    carry a real code; the gateway's key errors are 401)."""
+    return _status(error) in (400, 403) and getattr(error, "code", None) in (None, "", "unknown")
+
+
 def retry_after(error: Exception, refill_seconds: float = TOKEN_REFILL_SECONDS) -> int:
     """Seconds until a rate-limited caller may try again: what Supabase's answer says
     (Retry-After, or RateLimit-Reset) when it says so, else the time its limiter takes to let
