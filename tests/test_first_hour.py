@@ -197,3 +197,13 @@ def test_the_emulators_cookie_stays_apart_from_the_apps(app):
         assert "session" != emulator_app.config["SESSION_COOKIE_NAME"]
     finally:
         close_app(emulator_app)
+
+
+def test_no_enabled_provider_says_so_instead_of_an_empty_list(make_app, network):
+    network.settings = {"external": {"github": False, "gitlab": False, "google": False}}
+    client = make_app(SUPABASE_TRANSPORT=network).test_client()
+    for path in ("/", "/signin"):
+        response = client.get(path)
+        assert buttons(response) == []
+        assert "No way of signing in is switched on for this site right now" in response.get_data(
+            as_text=True)
