@@ -437,7 +437,8 @@ def remove_own(passkey_id: str) -> Response:
 def list_passkeys(user_id: str) -> list[dict[str, Any]]:
     """A person's passkeys for the dashboard: the list item plus the authenticator details."""
     return [{**passkey_json(row), "aaguid": row["aaguid"], "sign_count": row["sign_count"],
-             "backed_up": bool(row["backed_up"]), "transports": json.loads(row["transports"])}
+             "backed_up": bool(row["backed_up"]), "transports": json.loads(row["transports"]),
+             "created": row["created_at"], "last_used": row["last_used_at"]}
             for row in of_user(get_db(), user_id)]
 
 

@@ -94,15 +94,18 @@ class Authenticator:
                rp_id: str | None = None, challenge: str | None = None,
                user_present: bool = True, user_verified: bool = True,
                client_type: str = "webauthn.create", attestation_format: str = "none",
-               attestation_statement: dict | None = None) -> dict[str, Any]:
-        """Answer creation options (the JSON ``publicKey`` member) with a new credential."""
+               attestation_statement: dict | None = None,
+               reuse: Credential | None = None) -> dict[str, Any]:
+        """Answer creation options (the JSON ``publicKey`` member) with a new credential, or
+        with ``reuse`` (an existing one, ignoring ``excludeCredentials``: a misbehaving
+        client registering the same credential twice)."""
         rp_id = rp_id if rp_id is not None else options["rp"]["id"]
         excluded = {from_b64url(item["id"]) for item in options.get("excludeCredentials", [])}
-        if excluded & set(self.credentials):
+        if reuse is None and excluded & set(self.credentials):
             raise ValueError("InvalidStateError: this authenticator already holds an excluded "
                              "credential")
-        credential = self.make_credential(rp_id, from_b64url(options["user"]["id"]),
-                                          options["user"].get("name", ""))
+        credential = reuse or self.make_credential(rp_id, from_b64url(options["user"]["id"]),
+                                                   options["user"].get("name", ""))
         client_data = self.client_data(client_type, challenge or options["challenge"], origin)
         attested = (self.aaguid + struct.pack(">H", len(credential.credential_id))
                     + credential.credential_id + cose_key(credential.private_key.public_key()))
