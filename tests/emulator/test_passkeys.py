@@ -342,6 +342,34 @@ def test_verify_bodies_are_checked_in_the_real_order(client, session, body, stat
         assert error_of(response) == (status, code), path
 
 
+@pytest.mark.parametrize(("body", "message"), [
+    ({"challenge_id": 5}, "json: cannot unmarshal number into Go struct field "
+                          "PasskeyRegistrationVerifyParams.challenge_id of type string"),
+    ([], "json: cannot unmarshal array into Go value of type "
+         "api.PasskeyRegistrationVerifyParams"),
+])
+def test_bad_json_names_the_go_struct(client, session, body, message):
+    response = client.post(f"{BASE}/registration/verify", headers=bearer(session), json=body)
+    assert error_of(response) == (400, "bad_json")
+    assert response.json["msg"] == f"Could not parse request body as JSON: {message}"
+
+
+@pytest.mark.parametrize(("credential", "message"), [
+    ({"id": "AA", "rawId": "AA", "type": "public-key",
+      "response": {"clientDataJSON": "e30", "attestationObject": "oA"}},
+     "Invalid credential response"),
+    ({"id": "AA", "rawId": "AA", "type": "public-key",
+      "response": {"clientDataJSON": passkeys.b64url(b"not json"), "attestationObject": "oA"}},
+     "Invalid credential response"),
+])
+def test_a_credential_that_does_not_decode_is_an_invalid_response(client, session, credential,
+                                                                  message):
+    found = registration_options(client, session)
+    response = register_verify(client, session, found["challenge_id"], credential)
+    assert (error_of(response), response.json["msg"]) == \
+        ((400, "webauthn_verification_failed"), message)
+
+
 GARBAGE = ["", "x", 5, [], {}, {"id": "!!", "rawId": "!!", "type": "public-key"},
            {"id": "AA", "rawId": "AA", "type": "public-key", "response": {}},
            {"id": "AA", "rawId": "AA", "type": "public-key",
