@@ -20,7 +20,7 @@ REUSE_INTERVAL = 10
 # Passkeys: the server's relying party (GOTRUE_WEBAUTHN_RP_*, see README.md). WebAuthn wants a
 # host name, and the origin is the site's.
 PASSKEY_RP_ID = "localhost"
-PASSKEY_RP_NAME = "Conformance suite"
+PASSKEY_RP_NAME = "Conformance"
 PASSKEY_ORIGIN = SITE_URL
 # The header the server keys POST /token's rate limit on (GOTRUE_RATE_LIMIT_HEADER). Every client
 # the suite makes sends a fresh value in it, so each test has a bucket of its own.

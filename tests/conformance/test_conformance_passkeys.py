@@ -3,9 +3,8 @@ remove, the admin calls and every refusal, over HTTP with a software authenticat
 
 The server must have passkeys on with the relying party in support.py (README.md):
 GOTRUE_PASSKEY_ENABLED=true, GOTRUE_WEBAUTHN_RP_ID=localhost,
-GOTRUE_WEBAUTHN_RP_ORIGINS=http://localhost:3000, GOTRUE_WEBAUTHN_RP_DISPLAY_NAME=Conformance
-suite, and the default GOTRUE_PASSKEY_MAX_PASSKEYS_PER_USER (10) and GOTRUE_RATE_LIMIT_PASSKEY
-(30).
+GOTRUE_WEBAUTHN_RP_ORIGINS=http://localhost:3000, GOTRUE_WEBAUTHN_RP_DISPLAY_NAME=Conformance,
+and the default GOTRUE_PASSKEY_MAX_PASSKEYS_PER_USER (10) and GOTRUE_RATE_LIMIT_PASSKEY (30).
 """
 
 import base64
