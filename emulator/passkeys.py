@@ -114,12 +114,6 @@ def of_user(db: Any, user_id: str) -> list[sqlite3.Row]:
     return db.all(sql, (user_id,))
 
 
-def owned(db: Any, user_id: str, passkey_id: str) -> sqlite3.Row | None:
-    """FindWebAuthnCredentialByIDAndUserID, or None."""
-    return db.one("SELECT * FROM webauthn_credentials WHERE id = ? AND user_id = ?",
-                  (passkey_id, user_id))
-
-
 def passkey_id_of(value: str) -> str:
     """The path's passkey id as a canonical UUID; anything else is 404 "Passkey not found"."""
     form = UUID_FORMS.get(len(value.encode()))
@@ -305,6 +299,8 @@ def store_passkey(user: dict[str, Any], verified: Any, transports: list[str]) ->
                  int(verified.credential_device_type == CredentialDeviceType.MULTI_DEVICE),
                  int(verified.credential_backed_up), friendly_name(aaguid), now, now))
         except sqlite3.IntegrityError as error:
+            if "UNIQUE" not in str(error):
+                raise  # the person was deleted meanwhile: the real server's 500 too
             raise ApiError(422, "webauthn_credential_exists",
                            "This credential is already registered") from error
         audit.record(conn, user, PASSKEY_CREATED, now, {"passkey_id": passkey_id},
@@ -423,15 +419,16 @@ def rename(passkey_id: str) -> Response:
         raise ApiError(400, "validation_failed", "friendly_name is required")
     if len(name.encode()) > MAX_NAME_BYTES:
         raise ApiError(400, "validation_failed", "friendly_name must be 120 characters or less")
-    if owned(get_db(), user["id"], passkey_id) is None:
-        raise ApiError(404, *NOT_FOUND)
     now = current_app.config["CLOCK"]()
     with get_db().transaction() as conn:
-        conn.execute("UPDATE webauthn_credentials SET friendly_name = ?, updated_at = ?"
-                     " WHERE id = ?", (name, now, passkey_id))
+        row = conn.execute("UPDATE webauthn_credentials SET friendly_name = ?, updated_at = ?"
+                           " WHERE id = ? AND user_id = ? RETURNING *",
+                           (name, now, passkey_id, user["id"])).fetchone()
+        if row is None:
+            raise ApiError(404, *NOT_FOUND)
         audit.record(conn, user, PASSKEY_UPDATED, now, {"passkey_id": passkey_id},
                      audit.client_ip())
-    return json_response(passkey_json(owned(get_db(), user["id"], passkey_id)))
+    return json_response(passkey_json(row))
 
 
 @bp.delete("/<passkey_id>")
