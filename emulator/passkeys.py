@@ -54,8 +54,6 @@ MAX_NAME_BYTES = 120
 DEFAULT_NAME = "Passkey"
 NIL_AAGUID = "00000000-0000-0000-0000-000000000000"
 STALE_CHALLENGES = 3600  # expired challenges older than this are swept (the real cleanup job)
-PASSKEY_CREATED, PASSKEY_UPDATED, PASSKEY_DELETED = \
-    "passkey_created", "passkey_updated", "passkey_deleted"
 NOT_FOUND = ("validation_failed", "Passkey not found")
 BAD_CREDENTIAL = (400, "webauthn_verification_failed", "Invalid credential response")
 FAILED = (400, "webauthn_verification_failed", "Credential verification failed")
@@ -303,7 +301,7 @@ def store_passkey(user: dict[str, Any], verified: Any, transports: list[str]) ->
                 raise  # the person was deleted meanwhile: the real server's 500 too
             raise ApiError(422, "webauthn_credential_exists",
                            "This credential is already registered") from error
-        audit.record(conn, user, PASSKEY_CREATED, now, {"passkey_id": passkey_id},
+        audit.record(conn, user, audit.PASSKEY_CREATED, now, {"passkey_id": passkey_id},
                      audit.client_ip())
         return conn.execute("SELECT * FROM webauthn_credentials WHERE id = ?",
                             (passkey_id,)).fetchone()
@@ -426,7 +424,7 @@ def rename(passkey_id: str) -> Response:
                            (name, now, passkey_id, user["id"])).fetchone()
         if row is None:
             raise ApiError(404, *NOT_FOUND)
-        audit.record(conn, user, PASSKEY_UPDATED, now, {"passkey_id": passkey_id},
+        audit.record(conn, user, audit.PASSKEY_UPDATED, now, {"passkey_id": passkey_id},
                      audit.client_ip())
     return json_response(passkey_json(row))
 
@@ -463,7 +461,7 @@ def delete_passkey(user: dict[str, Any], passkey_id: str, actor: dict[str, Any],
         row = conn.execute("DELETE FROM webauthn_credentials WHERE id = ? AND user_id = ?"
                            " RETURNING *", (passkey_id, user["id"])).fetchone()
         if row is not None:
-            audit.record(conn, actor, PASSKEY_DELETED, now,
+            audit.record(conn, actor, audit.PASSKEY_DELETED, now,
                          {**traits, "passkey_id": passkey_id}, audit.client_ip())
     return row
 
