@@ -7,6 +7,8 @@ import uuid
 import jwt
 import pyotp
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from emulator import config as emulator_config
 from emulator import datafile, keys, passkeys
@@ -385,6 +387,31 @@ def test_a_malformed_credential_is_a_400_never_a_500(client, session, credential
     response = register_verify(client, session, found["challenge_id"], credential)
     assert error_of(response) == (400, "webauthn_verification_failed")
     options = sign_in_options(client)
+    response = sign_in_verify(client, options["challenge_id"], credential)
+    assert error_of(response) == (400, "webauthn_verification_failed")
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+                    lambda inner: st.lists(inner, max_size=4)
+                    | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=12)
+B64 = st.binary(max_size=80).map(passkeys.b64url) | st.text(max_size=30)
+SHAPED = st.fixed_dictionaries({
+    "id": B64, "rawId": B64, "type": st.sampled_from(["public-key", "x"]),
+    "response": st.fixed_dictionaries({}, optional={
+        "clientDataJSON": B64, "attestationObject": B64, "authenticatorData": B64,
+        "signature": B64, "userHandle": B64 | JSON, "transports": JSON})})
+FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@FUZZ
+@given(credential=JSON | SHAPED)
+def test_hostile_credentials_are_refused_with_a_400(client, session, credential):
+    found = registration_options(client, session)
+    response = register_verify(client, session, found["challenge_id"], credential)
+    assert error_of(response) == (400, "webauthn_verification_failed")
+    client.application.config["RATE_LIMIT_HEADER"] = "X-Client"  # a bucket per example
+    options = sign_in_options(client, {"X-Client": str(uuid.uuid4())})
     response = sign_in_verify(client, options["challenge_id"], credential)
     assert error_of(response) == (400, "webauthn_verification_failed")
 
