@@ -20,6 +20,7 @@ from . import (
     key_dashboard,
     mfa,
     oauth_stand_in,
+    passkeys,
     provider,
     ratelimit,
     signing_keys,
@@ -44,6 +45,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["emulator.tokens"] = TokenService(app.config, signing_keys.init_app(app))
     ratelimit.init_app(app)
     mfa.init_app(app)
+    passkeys.init_app(app)
     stand_in.init_app(app)
     datafile.init_app(app)
     provider.init_app(app)
@@ -55,6 +57,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(control_api.bp)
     app.register_blueprint(mfa.bp)
     app.register_blueprint(mfa.admin_bp)
+    app.register_blueprint(passkeys.bp)
+    app.register_blueprint(passkeys.admin_bp)
     oauth_stand_in.init_app(app)
     errors.init_app(app)
     return app

@@ -210,6 +210,7 @@ def delete(conn, user: dict[str, Any], soft: bool, actor: dict[str, Any], now: f
         conn.execute("DELETE FROM sessions WHERE user_id = ?", (user["id"],))
         conn.execute("DELETE FROM identities WHERE user_id = ?", (user["id"],))
         conn.execute("DELETE FROM mfa_factors WHERE user_id = ?", (user["id"],))
+        conn.execute("DELETE FROM webauthn_credentials WHERE user_id = ?", (user["id"],))
         user.update(email="", phone="", deleted_at=now)
         users.save(conn, user, now)
     else:

@@ -28,6 +28,9 @@ TOKEN_REFRESHED = "token_refreshed"  # noqa: S105 - an action name
 IDENTITY_LINKED = "identity_linked"
 IDENTITY_UNLINKED = "identity_unlinked"
 FACTOR_DELETED = "factor_deleted"
+PASSKEY_CREATED = "passkey_created"
+PASSKEY_UPDATED = "passkey_updated"
+PASSKEY_DELETED = "passkey_deleted"
 
 # ActionLogTypeMap: every action the real server knows, with its log type.
 LOG_TYPES = {

@@ -199,7 +199,7 @@ def settings() -> Response:
         "external": external, "disable_signup": config["DISABLE_SIGNUP"],
         "mailer_autoconfirm": config["MAILER_AUTOCONFIRM"], "phone_autoconfirm": False,
         "sms_provider": "", "saml_enabled": False, "saml_private_key_next_configured": False,
-        "passkeys_enabled": False,
+        "passkeys_enabled": config["PASSKEY_ENABLED"],
     })
 
 

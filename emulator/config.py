@@ -1,10 +1,13 @@
 """Emulator configuration: defaults, normalisation and the EMULATOR_* environment."""
 
+import re
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import keys
+from .users import parse_go_duration
 
 DEFAULTS: dict[str, Any] = {
     "PUBLIC_URL": "http://127.0.0.1:54321",
@@ -46,16 +49,29 @@ DEFAULTS: dict[str, Any] = {
     "MFA_CHALLENGE_EXPIRY_DURATION": 300,
     "MFA_FACTOR_EXPIRY_DURATION": 300,
     "MFA_RATE_LIMIT_CHALLENGE_AND_VERIFY": 15,
+    # GOTRUE_PASSKEY_* and GOTRUE_WEBAUTHN_*: passkeys off; when on, the relying party's id (a
+    # host name), display name and origins (a comma list) are required. Challenges last five
+    # minutes (seconds or a Go duration); authentication options are limited to
+    # RATE_LIMIT_PASSKEY requests per five minutes (burst 30).
+    "PASSKEY_ENABLED": False,
+    "PASSKEY_MAX_PASSKEYS_PER_USER": 10,
+    "WEBAUTHN_RP_ID": "",
+    "WEBAUTHN_RP_DISPLAY_NAME": "",
+    "WEBAUTHN_RP_ORIGINS": "",
+    "WEBAUTHN_CHALLENGE_EXPIRY_DURATION": "5m",
+    "RATE_LIMIT_PASSKEY": 30,
     "CLOCK": time.time,
 }
 
 INT_KEYS = {"JWT_EXP", "FLOW_STATE_EXPIRY", "REFRESH_TOKEN_REUSE_INTERVAL",
             "RATE_LIMIT_TOKEN_REFRESH", "MFA_MAX_ENROLLED_FACTORS", "MFA_MAX_VERIFIED_FACTORS",
             "MFA_CHALLENGE_EXPIRY_DURATION", "MFA_FACTOR_EXPIRY_DURATION",
-            "MFA_RATE_LIMIT_CHALLENGE_AND_VERIFY"}
+            "MFA_RATE_LIMIT_CHALLENGE_AND_VERIFY", "PASSKEY_MAX_PASSKEYS_PER_USER",
+            "RATE_LIMIT_PASSKEY"}
 BOOL_KEYS = {"DISABLE_SIGNUP", "MAILER_AUTOCONFIRM", "REFRESH_TOKEN_ROTATION_ENABLED",
              "MANUAL_LINKING", "SB_FORWARDED_FOR", "MFA_TOTP_ENROLL_ENABLED",
-             "MFA_TOTP_VERIFY_ENABLED"}
+             "MFA_TOTP_VERIFY_ENABLED", "PASSKEY_ENABLED"}
+HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
 MIN_MFA_EXPIRY = 300  # ApplyDefaults raises shorter challenge and factor expiries to this
 MIN_FLOW_STATE_EXPIRY = 300
 # The external providers of the real server's /settings (besides email, phone, anonymous).
@@ -119,6 +135,54 @@ def check_mfa(config: dict[str, Any]) -> None:
                          f"{config['MFA_RATE_LIMIT_CHALLENGE_AND_VERIFY']}")
 
 
+def seconds(key: str, value: Any) -> float:
+    """A duration given as a number of seconds or a Go duration string ("5m", "90s")."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    text = str(value).strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return parse_go_duration(text)
+    except ValueError as error:
+        raise ValueError(f"{key} must be a number of seconds or a duration like 5m, "
+                         f"not {value!r}") from error
+
+
+def check_passkeys(config: dict[str, Any]) -> None:
+    """Normalise the passkey settings; with passkeys on, fail fast on a relying party that
+    WebAuthn would refuse (the real server only logs a warning, then fails every request)."""
+    origins = config["WEBAUTHN_RP_ORIGINS"]
+    names = origins.split(",") if isinstance(origins, str) else origins
+    config["WEBAUTHN_RP_ORIGINS"] = tuple(n.strip().rstrip("/") for n in names if n.strip())
+    config["WEBAUTHN_RP_ID"] = (config["WEBAUTHN_RP_ID"] or "").strip().lower()
+    config["WEBAUTHN_RP_DISPLAY_NAME"] = (config["WEBAUTHN_RP_DISPLAY_NAME"] or "").strip()
+    config["WEBAUTHN_CHALLENGE_EXPIRY_DURATION"] = seconds(
+        "WEBAUTHN_CHALLENGE_EXPIRY_DURATION", config["WEBAUTHN_CHALLENGE_EXPIRY_DURATION"])
+    if config["RATE_LIMIT_PASSKEY"] <= 0:
+        raise ValueError("RATE_LIMIT_PASSKEY must be a positive number of requests per "
+                         f"5 minutes, not {config['RATE_LIMIT_PASSKEY']}")
+    if not config["PASSKEY_ENABLED"]:
+        return
+    for key in ("WEBAUTHN_RP_ID", "WEBAUTHN_RP_DISPLAY_NAME", "WEBAUTHN_RP_ORIGINS"):
+        if not config[key]:
+            raise ValueError(f"{key} is required when PASSKEY_ENABLED is on")
+    rp_id = config["WEBAUTHN_RP_ID"]
+    if not HOST_NAME.fullmatch(rp_id) or rp_id.replace(".", "").isdigit() or ":" in rp_id:
+        raise ValueError(f"WEBAUTHN_RP_ID must be a host name such as localhost or "
+                         f"example.com (WebAuthn refuses IP addresses), not {rp_id!r}")
+    for origin in config["WEBAUTHN_RP_ORIGINS"]:
+        parts = urlsplit(origin)
+        if parts.scheme not in {"http", "https"} or not parts.hostname or \
+                parts.path or parts.query:
+            raise ValueError(f"WEBAUTHN_RP_ORIGINS: {origin!r} is not an origin like "
+                             "https://example.com or http://localhost:5000")
+    if config["WEBAUTHN_CHALLENGE_EXPIRY_DURATION"] <= 0:
+        raise ValueError("WEBAUTHN_CHALLENGE_EXPIRY_DURATION must be positive")
+
+
 def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Return a complete, normalised config: defaults, then overrides, then derived values."""
     config = {**DEFAULTS, **(overrides or {})}
@@ -136,6 +200,7 @@ def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     config["PROVIDERS"] = enabled_providers(config["PROVIDERS"])
     check_rate_limit(config)
     check_mfa(config)
+    check_passkeys(config)
     check_api_keys(config)
     config["GITHUB_REDIRECT_URI"] = (
         config["GITHUB_REDIRECT_URI"] or config["PUBLIC_URL"] + "/auth/v1/callback"

@@ -25,7 +25,7 @@ from flask import (
 )
 from werkzeug.exceptions import HTTPException
 
-from . import admin_api, audit, mfa, sessions, stand_in, users
+from . import admin_api, audit, mfa, passkeys, sessions, stand_in, users
 from .db import get_db
 from .errors import ApiError
 from .forms import check_csrf
@@ -205,6 +205,8 @@ def user_page(user_id: str) -> str:
     return render_template(
         "dashboard_user.html", user=user, identities=users.identities(get_db(), user_id),
         sessions=session_rows(user_id), factors=users.factors(get_db(), user_id),
+        passkeys=passkeys.list_passkeys(user_id),
+        passkeys_enabled=current_app.config["PASSKEY_ENABLED"],
         github_tokens=github_tokens(user_id), entries=recent_entries(user_id),
         bans=BAN_DURATIONS, pretty=lambda value: json.dumps(value, indent=2, sort_keys=True),
         banned=users.is_banned(user, current_app.config["CLOCK"]()),
@@ -359,6 +361,40 @@ def load_factor_or_404(user_id: str, factor_id: str) -> tuple[dict[str, Any], sq
     if factor is None:
         abort(404, "This user has no such factor; it may have been removed.")
     return user, factor
+
+
+@bp.get("/users/<user_id>/passkeys/<passkey_id>/remove")
+def confirm_passkey(user_id: str, passkey_id: str) -> str:
+    """Ask before removing a passkey."""
+    user, passkey = load_passkey_or_404(user_id, passkey_id)
+    return render_template(
+        "dashboard_confirm.html", user=user, button="Remove passkey",
+        title=f"Remove the passkey “{passkey.get('friendly_name', '')}” of {display_name(user)}?",
+        message="It can no longer sign them in; they can add a passkey again after signing in "
+                "another way.",
+        action=url_for("dashboard.remove_passkey", user_id=user_id, passkey_id=passkey_id))
+
+
+@bp.post("/users/<user_id>/passkeys/<passkey_id>/remove")
+def remove_passkey(user_id: str, passkey_id: str) -> Response:
+    """Delete the passkey with the admin API's code (passkey_deleted by the service role)."""
+    check_csrf()
+    user, passkey = load_passkey_or_404(user_id, passkey_id)
+    passkeys.delete_passkey(user, passkey["id"], audit.admin_actor("service_role"),
+                            {"user_id": user_id})
+    flash(f"Removed the passkey {passkey.get('friendly_name') or passkey['id']} of {who(user)}.",
+          "success")
+    return redirect(url_for("dashboard.user_page", user_id=user_id), 303)
+
+
+def load_passkey_or_404(user_id: str, passkey_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The user and one of their passkeys, or a 404 page."""
+    user = load_or_404(user_id)
+    passkey = next((item for item in passkeys.list_passkeys(user_id) if item["id"] == passkey_id),
+                   None)
+    if passkey is None:
+        abort(404, "This user has no such passkey; it may have been removed.")
+    return user, passkey
 
 
 def revoke_github(conn: sqlite3.Connection, user: dict[str, Any], _now: float) -> str:

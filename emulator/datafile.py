@@ -9,6 +9,12 @@ A data file is one JSON object (see README.md, "Data in and out")::
 Users keep their ids, so sessions, tokens and app data that name them stay meaningful across
 an export and an import. Sessions, refresh tokens, MFA factors, flow states, the audit log and
 stand-in codes and tokens are not part of the file.
+
+Each user's passkeys are (``"passkeys": [...]``): the credential id and the public key (COSE,
+base64url), sign count, AAGUID, transports, backup flags, name and times. That is everything
+the server holds about a passkey, and none of it is secret: the private key never leaves the
+authenticator. WebAuthn challenges are not part of the file. A user entry without
+``"passkeys"`` leaves that user's passkeys as they are; a list replaces them.
 """
 
 import datetime
@@ -19,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app
+from webauthn.helpers import decode_credential_public_key
+from webauthn.helpers.exceptions import WebAuthnException
 
-from . import mfa, ratelimit, stand_in, users
+from . import mfa, passkeys, ratelimit, stand_in, users
 from .config import KNOWN_PROVIDERS
 from .db import get_db
 
@@ -28,7 +36,8 @@ FORMAT = "supabase-auth-emulator"
 VERSION = 1
 # Deleting users cascades to identities, sessions and refresh tokens; deleting stand-in
 # accounts cascades to their codes and tokens.
-RESET_TABLES = ("users", "flow_states", "audit_log_entries", "stand_in_accounts")
+RESET_TABLES = ("users", "webauthn_challenges", "flow_states", "audit_log_entries",
+                "stand_in_accounts")
 
 
 class DataFileError(ValueError):
@@ -56,8 +65,24 @@ def export_data(now: float) -> dict[str, Any]:
 
 
 def user_json(db: Any, user: dict[str, Any]) -> dict[str, Any]:
-    """The admin API's user JSON without MFA factors (their secrets never leave the server)."""
-    return {k: v for k, v in users.full_json(db, user).items() if k != "factors"}
+    """The admin API's user JSON without MFA factors (their secrets never leave the server),
+    with the user's passkeys (public material only)."""
+    body = {k: v for k, v in users.full_json(db, user).items() if k != "factors"}
+    body["passkeys"] = [passkey_export(row) for row in passkeys.of_user(db, user["id"])]
+    return body
+
+
+def passkey_export(row: sqlite3.Row) -> dict[str, Any]:
+    """One passkey as the file stores it."""
+    return {"id": row["id"], "friendly_name": row["friendly_name"],
+            "credential_id": passkeys.b64url(row["credential_id"]),
+            "public_key": passkeys.b64url(row["public_key"]),
+            "attestation_type": row["attestation_type"], "aaguid": row["aaguid"],
+            "sign_count": row["sign_count"], "transports": json.loads(row["transports"]),
+            "backup_eligible": bool(row["backup_eligible"]), "backed_up": bool(row["backed_up"]),
+            "created_at": users.timestamp(row["created_at"]),
+            "updated_at": users.timestamp(row["updated_at"]),
+            "last_used_at": users.timestamp(row["last_used_at"])}
 
 
 # --- reading a file ----------------------------------------------------------------------------
@@ -153,6 +178,67 @@ def identity_from_json(item: Any, user: dict[str, Any], where: str) -> dict[str,
     }
 
 
+def passkey_from_json(item: Any, user: dict[str, Any], where: str) -> dict[str, Any]:
+    """A webauthn_credentials row from the file; the public key must be a COSE key."""
+    item = expect(item, dict, where, "a passkey object")
+    raw = {}
+    for key in ("credential_id", "public_key"):
+        text = expect(item.get(key), str, f"{where}.{key}", "base64url text")
+        try:
+            raw[key] = passkeys.from_b64url(text)
+        except ValueError as error:
+            raise DataFileError(f"{where}.{key}: not base64url") from error
+        if not raw[key]:
+            raise DataFileError(f"{where}.{key}: empty")
+    try:
+        decode_credential_public_key(raw["public_key"])
+    except (WebAuthnException, ValueError, KeyError, TypeError) as error:
+        raise DataFileError(f"{where}.public_key: not a COSE public key") from error
+    aaguid = item.get("aaguid")
+    created = parse_time(item.get("created_at"), f"{where}.created_at") or user["created_at"]
+    sign_count = expect(item.get("sign_count", 0), int, f"{where}.sign_count", "a whole number")
+    transports = expect(item.get("transports") or [], list, f"{where}.transports", "a list")
+    return {
+        "id": str(uuid.uuid4()) if item.get("id") is None
+        else parse_uuid(item["id"], f"{where}.id"),
+        "user_id": user["id"], **raw,
+        "attestation_type": expect(item.get("attestation_type") or "", str,
+                                   f"{where}.attestation_type", "a string"),
+        "aaguid": None if aaguid is None else parse_uuid(aaguid, f"{where}.aaguid"),
+        "sign_count": max(sign_count, 0),
+        "transports": json.dumps([expect(t, str, f"{where}.transports", "a list of strings")
+                                  for t in transports]),
+        "backup_eligible": int(expect(item.get("backup_eligible", False), bool,
+                                      f"{where}.backup_eligible", "true or false")),
+        "backed_up": int(expect(item.get("backed_up", False), bool, f"{where}.backed_up",
+                                "true or false")),
+        "friendly_name": expect(item.get("friendly_name") or "", str, f"{where}.friendly_name",
+                                "a string"),
+        "created_at": created,
+        "updated_at": parse_time(item.get("updated_at"), f"{where}.updated_at") or created,
+        "last_used_at": parse_time(item.get("last_used_at"), f"{where}.last_used_at"),
+    }
+
+
+def store_passkeys(conn: sqlite3.Connection, user: dict[str, Any],
+                   rows: list[dict[str, Any]], where: str) -> None:
+    """Replace the user's passkeys; a credential id or passkey id of another user is refused."""
+    conn.execute("DELETE FROM webauthn_credentials WHERE user_id = ?", (user["id"],))
+    for number, row in enumerate(rows):
+        owner = conn.execute("SELECT user_id FROM webauthn_credentials WHERE credential_id = ?"
+                             " OR id = ?", (row["credential_id"], row["id"])).fetchone()
+        if owner is not None:
+            raise DataFileError(f"{where}.passkeys[{number}]: this passkey already belongs to "
+                                f"user {owner['user_id']}")
+        conn.execute(
+            "INSERT INTO webauthn_credentials (id, user_id, credential_id, public_key,"
+            " attestation_type, aaguid, sign_count, transports, backup_eligible, backed_up,"
+            " friendly_name, created_at, updated_at, last_used_at) VALUES (:id, :user_id,"
+            " :credential_id, :public_key, :attestation_type, :aaguid, :sign_count, :transports,"
+            " :backup_eligible, :backed_up, :friendly_name, :created_at, :updated_at,"
+            " :last_used_at)", row)
+
+
 def account_from_json(item: Any, where: str, now: float) -> dict[str, Any]:
     """A stand-in account row; ``id`` may be left out for a new login."""
     item = expect(item, dict, where, "an account object")
@@ -242,6 +328,10 @@ def import_into(conn: sqlite3.Connection, data: Any, now: float) -> dict[str, in
         found = expect(item.get("identities") or [], list, f"{where}.identities", "a list")
         store_user(conn, user, [identity_from_json(identity, user, f"{where}.identities[{n}]")
                                 for n, identity in enumerate(found)], where)
+        if item.get("passkeys") is not None:
+            listed = expect(item["passkeys"], list, f"{where}.passkeys", "a list")
+            store_passkeys(conn, user, [passkey_from_json(p, user, f"{where}.passkeys[{n}]")
+                                        for n, p in enumerate(listed)], where)
     return {"users": len(people), "stand_in_accounts": len(accounts)}
 
 
@@ -268,7 +358,8 @@ def reset(data: Any = None) -> dict[str, int]:
                 for key, value in import_into(conn, source, now).items():
                     counts[key] += value
     ratelimit.init_app(app)  # fresh /token buckets,
-    mfa.init_app(app)  # and fresh MFA challenge and verify buckets
+    mfa.init_app(app)  # fresh MFA challenge and verify buckets,
+    passkeys.init_app(app)  # and fresh passkey sign-in buckets
     return counts
 
 

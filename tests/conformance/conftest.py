@@ -17,6 +17,9 @@ from supabase_auth import SyncGoTrueClient
 
 from tests.conformance.support import (
     APP_CALLBACK,
+    PASSKEY_ORIGIN,
+    PASSKEY_RP_ID,
+    PASSKEY_RP_NAME,
     RATE_LIMIT_HEADER,
     REUSE_INTERVAL,
     SITE_URL,
@@ -119,6 +122,11 @@ def _emulator(**overrides) -> Iterator[Target]:
         "REFRESH_TOKEN_REUSE_INTERVAL": REUSE_INTERVAL,
         # Default limits, keyed like the real server configured per README.md.
         "RATE_LIMIT_HEADER": RATE_LIMIT_HEADER,
+        # Passkeys on, as the real server is run for the suite (README.md).
+        "PASSKEY_ENABLED": True,
+        "WEBAUTHN_RP_ID": PASSKEY_RP_ID,
+        "WEBAUTHN_RP_DISPLAY_NAME": PASSKEY_RP_NAME,
+        "WEBAUTHN_RP_ORIGINS": PASSKEY_ORIGIN,
         "CLOCK": clock,
         **overrides,
     }
@@ -146,6 +154,15 @@ def short_exp_target() -> Iterator[Target]:
     if EXTERNAL_URL:
         pytest.skip("emulator-only: needs JWT_EXP=1")
     yield from _emulator(JWT_EXP=1)
+
+
+@pytest.fixture(scope="session")
+def passkeys_off_target() -> Iterator[Target]:
+    """A second emulator with passkeys off (the emulator's own default)."""
+    if EXTERNAL_URL:
+        pytest.skip("emulator-only: needs a second server with passkeys off; the server under "
+                    "test has them on")
+    yield from _emulator(PASSKEY_ENABLED=False)
 
 
 @pytest.fixture

@@ -17,6 +17,11 @@ SITE_URL = "http://localhost:3000"
 URI_ALLOW_LIST = "http://localhost:3000/**,https://*.example.com/callback,http://192.168.1.10/**"
 APP_CALLBACK = SITE_URL + "/auth/callback"
 REUSE_INTERVAL = 10
+# Passkeys: the server's relying party (GOTRUE_WEBAUTHN_RP_*, see README.md). WebAuthn wants a
+# host name, and the origin is the site's.
+PASSKEY_RP_ID = "localhost"
+PASSKEY_RP_NAME = "Conformance"
+PASSKEY_ORIGIN = SITE_URL
 # The header the server keys POST /token's rate limit on (GOTRUE_RATE_LIMIT_HEADER). Every client
 # the suite makes sends a fresh value in it, so each test has a bucket of its own.
 RATE_LIMIT_HEADER = os.environ.get("AUTH_CONFORMANCE_RATE_LIMIT_HEADER") or "X-Conformance-Client"

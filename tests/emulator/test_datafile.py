@@ -47,7 +47,8 @@ def test_export_holds_users_identities_and_accounts(app, sign_in):
     data = export(app)
     assert (data["format"], data["version"]) == ("supabase-auth-emulator", 1)
     assert data["exported_at"] == "2027-01-15T08:00:00Z"
-    assert data["users"] == [json.loads(json.dumps(user))]  # the admin API's user JSON
+    # The admin API's user JSON, plus the person's passkeys (none here).
+    assert data["users"] == [{**json.loads(json.dumps(user)), "passkeys": []}]
     assert data["stand_in_accounts"] == [{
         "provider": "github", "id": 583231, "login": "octocat", "name": "The Octocat",
         "email": "octocat@example.com", "verified": True, "created_at": "2011-01-25T18:44:36Z"}]
