@@ -11,11 +11,12 @@ $(READY): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $(READY)
 
-dev: $(READY)  ## the app on http://127.0.0.1:5000, on the local emulator unless .env names a project
+# Ports: APP_PORT (5000) and EMULATOR_PORT (54321), from the environment or .env.
+dev: $(READY)  ## the app on http://localhost:5000, on the local emulator unless .env names a project
 	PYTHON=$(PY) scripts/dev
 
-emulator: $(READY)  ## only the emulator, on http://127.0.0.1:54321
-	$(PY) -m emulator
+emulator: $(READY)  ## only the emulator of `make dev` (same providers and settings), port 54321
+	PYTHON=$(PY) scripts/dev emulator
 
 test: $(READY)  ## every test: unit, conformance, browser, short load
 	$(PY) -m pytest

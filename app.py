@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, Flask, current_app, render_template, request
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException, InternalServerError, SecurityError
+from werkzeug.exceptions import HTTPException, SecurityError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import account
@@ -101,7 +101,11 @@ def register_error_pages(app: Flask) -> None:
         # Keep what the exception adds, e.g. Retry-After on 429 and 503.
         headers = [(name, value) for name, value in error.get_headers()
                    if name.lower() != "content-type"]
-        return render_error(error.code or 500, error.description), error.code, headers
+        # Werkzeug's stock sentence ("The requested URL was not found on the server…") gives
+        # way to the page's own; a description a view wrote stays.
+        stock = error.description == type(error).description
+        return render_error(error.code or 500, None if stock else error.description), \
+            error.code, headers
 
     @app.errorhandler(CSRFError)
     def csrf_error(error: CSRFError):
@@ -111,7 +115,7 @@ def register_error_pages(app: Flask) -> None:
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception):
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return render_error(500, InternalServerError.description), 500
+        return render_error(500, None), 500
 
 
 def render_error(status: int, message: str | None) -> str:

@@ -25,7 +25,7 @@ from flask import (
 from flask_login import LoginManager, UserMixin, current_user
 from supabase_auth.constants import STORAGE_KEY
 from supabase_auth.helpers import decode_jwt
-from werkzeug.exceptions import TooManyRequests
+from werkzeug.exceptions import ServiceUnavailable, TooManyRequests
 
 from flask_storage import MFA_FACTORS, PROVIDER_TOKEN, stored_tokens
 from sessions import RETRY_AFTER, SessionEnded, current_claims, trust, unavailable
@@ -80,6 +80,10 @@ CALLBACK_ERRORS = {
     "identity_already_exists": (409, "That account is already linked, to you or to someone "
                                      "else. Sign in with it instead, or link a different one."),
 }
+ANOTHER_BROWSER = ("This sign-in was started in another browser, or the cookie that ties it to "
+                   "this browser was lost. Please start again here.")
+
+
 class User(UserMixin):
     """The signed-in person, read from the verified access token's claims."""
 
@@ -202,9 +206,12 @@ def provider_name(provider: str) -> str:
 
 
 def enabled_providers() -> list[dict]:
-    """The configured providers with their display names, in config order."""
+    """The configured providers with their display names, in config order, leaving out those
+    the Supabase project says are disabled (its last answer counts while it is away)."""
+    settings = extension().settings
     return [{"id": provider, "name": provider_name(provider)}
-            for provider in current_app.config["AUTH_PROVIDERS"]]
+            for provider in current_app.config["AUTH_PROVIDERS"]
+            if settings.provider_enabled(provider) is not False]
 
 
 @bp.get("/signin")
@@ -212,6 +219,7 @@ def signin_page():
     """The sign-in page: one button per provider, keeping where the person wanted to go."""
     if current_user.is_authenticated:
         return redirect(safe_next(request.args.get("next")) or url_for("pages.index"))
+    require_reachable_supabase()
     return render_template("signin.html", next=safe_next(request.args.get("next")),
                            providers=enabled_providers())
 
@@ -220,6 +228,7 @@ def signin_page():
 def signin(provider: str):
     """Start the PKCE flow: renew the session, keep the verifier, go to Supabase."""
     require_provider(provider)
+    require_reachable_supabase()
     # The current session (if any) stays until the new one exists: a cross-site link to this
     # page must not sign anyone out. The callback renews the whole cookie.
     flow_id = new_flow_id()
@@ -239,6 +248,15 @@ def require_provider(provider: str) -> None:
                     "project: enable it under Authentication > Sign In / Providers", provider)
         abort(404, description=f"Signing in with {provider_name(provider)} is not enabled for "
                                "this site yet. Please use another way to sign in.")
+
+
+def require_reachable_supabase() -> None:
+    """503 with *Try again* while Supabase cannot be reached: sending the browser there would
+    only end on its "cannot connect" page."""
+    if not extension().settings.reachable():
+        log.warning("sign-in not started: Supabase did not answer (or the back-off is under way)")
+        raise ServiceUnavailable("We could not reach the sign-in service, so signing in cannot "
+                                 "start right now. Please try again in a moment.")
 
 
 def new_flow_id() -> str:
@@ -291,9 +309,7 @@ def finish_sign_in(args: Mapping[str, str]):
     if flow is None:
         if current_user.is_authenticated:  # a second hit on a callback that already worked
             return redirect(url_for("pages.index"))
-        return _sign_in_failed(
-            400, "This sign-in was started in another browser, or the cookie that ties it to "
-                 "this browser was lost. Please start again here.")
+        return _unknown_flow(code)
     previous = stored_tokens()
     try:
         result = get_supabase().auth.exchange_code_for_session(
@@ -312,7 +328,22 @@ def _flow(flow_id: str | None) -> dict | None:
     return next((flow for flow in flows if flow["id"] == flow_id), None)
 
 
-def _exchange_failed(error: Exception, flow: dict):
+def _unknown_flow(code: str):
+    """A callback for no sign-in of this browser. Only Supabase knows why: the link was used
+    already (say, opened again after signing out), expired, or started in another browser,
+    whose verifier it does not match. One exchange with a random verifier tells which."""
+    try:
+        get_supabase().auth.exchange_code_for_session(
+            {"auth_code": code, "code_verifier": secrets.token_urlsafe(48), "redirect_to": ""})
+    except SUPABASE_ERRORS as error:
+        return _exchange_failed(error, None, {"bad_code_verifier": (400, ANOTHER_BROWSER)})
+    # A random verifier cannot match a code's challenge; should it ever, keep no session.
+    session.pop(STORAGE_KEY, None)
+    return _sign_in_failed(400, ANOTHER_BROWSER)
+
+
+def _exchange_failed(error: Exception, flow: dict | None,
+                     messages: Mapping[str, tuple[int, str]] | None = None):
     failure = classify(error, expected=frozenset(CALLBACK_ERRORS))
     if failure is Failure.RATE_LIMITED:
         # Supabase checks its limit before the code, so the same link works in a minute.
@@ -321,10 +352,11 @@ def _exchange_failed(error: Exception, flow: dict):
                               retry_after=RETRY_AFTER)
     if failure in (Failure.UNAVAILABLE, Failure.MISCONFIGURED):
         unavailable("finishing your sign-in", error, failure)
-    _drop_flow(flow)  # its code is used up or refused: nothing of it is needed any more
+    if flow is not None:
+        _drop_flow(flow)  # its code is used up or refused: nothing of it is needed any more
     if current_user.is_authenticated:
         return redirect(url_for("pages.index"))
-    status, message = CALLBACK_ERRORS.get(
+    status, message = {**CALLBACK_ERRORS, **(messages or {})}.get(
         error.code, (400, "Sign-in could not be completed. Please start again."))
     log.info("code exchange refused: %s", error.code)
     return _sign_in_failed(status, message)

@@ -22,6 +22,7 @@ DEFAULTS = {
     "SUPABASE_TIMEOUT": 5.0,  # seconds a worker may wait on Supabase for one call
     "SECRET_KEY": None,
     "SITE_URL": None,
+    "APP_PORT": 5000,  # `make dev`'s port; in debug without SITE_URL: http://localhost:APP_PORT
     "AUTH_PROVIDERS": "github",
     "AUTH_SCOPES": "",  # e.g. "github:read:user repo,gitlab:read_user"
     "AUTH_REVALIDATE_SECONDS": 60,
@@ -71,6 +72,7 @@ ENVIRONMENT = {
     "SUPABASE_TIMEOUT": float,
     "SECRET_KEY": str,
     "SITE_URL": str,
+    "APP_PORT": int,
     "AUTH_PROVIDERS": str,
     "AUTH_SCOPES": str,
     "AUTH_REVALIDATE_SECONDS": int,
@@ -176,7 +178,8 @@ def _derive(app: Flask) -> None:
     if app.debug and not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = _dev_secret_key(app)
     if app.debug and not app.config["SITE_URL"]:
-        app.config["SITE_URL"] = "http://127.0.0.1:5000"
+        # A host name, not 127.0.0.1: browsers refuse WebAuthn (passkeys) on IP addresses.
+        app.config["SITE_URL"] = f"http://localhost:{app.config['APP_PORT']}"
     site_url = (app.config["SITE_URL"] or "").rstrip("/")
     app.config["SITE_URL"] = site_url
     if site_url.startswith("https://"):

@@ -22,21 +22,22 @@ class Refetched(Generic[T]):
     """
 
     def __init__(self, fetch: Callable[[], T | None], *, max_age: float, min_interval: float,
-                 wait: float, clock: Callable[[], float] = time.monotonic) -> None:
+                 wait: float, clock: Callable[[], float] | None = None) -> None:
         self._fetch = fetch
         self._max_age = max_age
         self._min_interval = min_interval
         self._wait = wait
-        self._clock = clock
+        self._clock = clock or time.monotonic  # looked up now, so tests can move it
         self._value: T | None = None
         self._fetched_at = float("-inf")
         self._tried_at = float("-inf")
         self._under_way: threading.Event | None = None
         self._lock = threading.Lock()
 
-    def get(self) -> T | None:
-        """The value, refetched first when it is older than ``max_age``; None if never fetched."""
-        if self._clock() - self._fetched_at > self._max_age:
+    def get(self, max_age: float | None = None) -> T | None:
+        """The value, refetched first when it is older than ``max_age`` (the constructor's
+        unless given); None if never fetched."""
+        if self._clock() - self._fetched_at > (self._max_age if max_age is None else max_age):
             return self.refetch()
         return self._value
 

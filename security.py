@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from cachetools import LRUCache
-from flask import Flask, current_app, g, request, session
+from flask import Flask, Response, current_app, g, redirect, request, session
 from flask_wtf.csrf import CSRFProtect, generate_csrf
 
 csrf = CSRFProtect()
@@ -21,12 +21,40 @@ def init_app(app: Flask) -> None:
     # checking the method first is the same protection for a fraction of the cost.
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False
     csrf.init_app(app)
+    if app.debug:
+        app.before_request(to_site_host)  # first: before anything reads or stores the session
     app.before_request(protect_unsafe_methods)
     app.extensions["signed_csrf_tokens"] = (LRUCache(MAX_SIGNED_TOKENS), threading.Lock())
     # Registered after Flask-WTF's context processor, so templates get this csrf_token.
     app.context_processor(lambda: {"csrf_token": csrf_token})
     app.after_request(mark_private)
     app.wsgi_app = SecurityHeaders(app.wsgi_app, fixed_headers(app))
+
+
+def to_site_host() -> Response | None:
+    """Debug only: a request for another name of this machine (127.0.0.1, [::1], localhost)
+    goes to the same path on SITE_URL, where the session cookie and the callback belong.
+
+    Cookies belong to a host name, so a sign-in started on one name and finished on another
+    would find no verifier. The target is SITE_URL, never the request's Host header.
+    """
+    site = urlsplit(current_app.config["SITE_URL"])
+    asked = urlsplit(f"{request.scheme}://{request.host}")
+    if (asked.hostname, _port(asked)) == (site.hostname, _port(site)):
+        return None
+    query = request.query_string.decode("latin-1")
+    target = f"{site.scheme}://{site.netloc}{request.path}" + (f"?{query}" if query else "")
+    # 307 keeps a form's method (its CSRF token, from the other name's session, then fails
+    # with the page that says the form expired).
+    return redirect(target, code=302 if request.method in ("GET", "HEAD") else 307)
+
+
+def _port(parts: SplitResult) -> int:
+    try:
+        port = parts.port
+    except ValueError:  # a Host header with a malformed port
+        port = None
+    return port or (443 if parts.scheme == "https" else 80)
 
 
 def protect_unsafe_methods() -> None:

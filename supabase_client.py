@@ -51,6 +51,11 @@ class Backoff:
         """Whether a check may call Supabase now."""
         return self._clock() >= self._until
 
+    @property
+    def failing(self) -> bool:
+        """Whether a call failed and none has succeeded since."""
+        return self._failures > 0
+
     def failed(self) -> None:
         """Supabase did not answer: wait longer before the next check."""
         with self._lock:
@@ -68,30 +73,53 @@ class Backoff:
 
 
 class ProjectSettings:
-    """The project's public /auth/v1/settings, fetched at most once a minute per process."""
+    """The project's public /auth/v1/settings, fetched at most once a minute per process, and
+    whether Supabase answered last time; after a failure, asked again every few seconds."""
 
     TTL = 60.0
+    FRESH = 5.0  # after a failure: how old an answer may be before asking again
 
     def __init__(self, shared: SupabaseExtension) -> None:
         self._shared = shared
-        self._external = Refetched(self._fetch, max_age=self.TTL, min_interval=self.TTL / 2,
+        self._answered = True  # nothing says otherwise before the first fetch
+        self._external = Refetched(self._fetch, max_age=self.TTL, min_interval=self.FRESH,
                                    wait=0)
 
     def provider_enabled(self, provider: str) -> bool | None:
-        """True/False as the project says, or None when it could not be asked yet."""
-        external = self._external.get()
+        """True/False as the project says, or None when it could not be asked yet. After
+        Supabase failed to answer, asked again every FRESH seconds: a project that comes back
+        changed shows its providers at once."""
+        external = self._external.get(max_age=None if self._answered else self.FRESH)
         return None if external is None else bool(external.get(provider, False))
+
+    def reachable(self) -> bool:
+        """Whether Supabase answers, by its last answer here; when a call failed lately (the
+        back-off is under way, say), by an answer at most FRESH seconds old. A rate-limited
+        call counts as a failure there, but /settings is not rate-limited: it answers."""
+        in_doubt = self._shared.backoff.failing or not self._answered
+        self._external.get(max_age=self.FRESH if in_doubt else None)
+        return self._answered
 
     def _fetch(self) -> dict[str, bool] | None:
         shared = self._shared
         try:
             response = shared.http.get(f"{shared.url}/auth/v1/settings",
                                        headers={"apikey": shared.key})
+        except httpx.TransportError:
+            return self._unanswered()
+        if response.status_code >= 500:
+            return self._unanswered()
+        self._answered = True
+        try:
             response.raise_for_status()
             external = response.json()["external"]
         except (httpx.HTTPError, ValueError, KeyError, TypeError):
             return None  # Supabase itself will answer at /authorize
         return external if isinstance(external, dict) else None
+
+    def _unanswered(self) -> None:
+        self._answered = False
+        self._shared.backoff.failed()
 
 
 def init_app(app: Flask) -> None:

@@ -1,4 +1,5 @@
-"""Command line: ``python -m emulator [--host] [--port] [--reset] [--seed FILE] [--print-env]``,
+"""Command line: ``python -m emulator [--host] [--port] [--app-url URL] [--reset] [--seed FILE]
+[--print-env]``,
 ``python -m emulator keys list|rotate|revoke KID`` (see signing_keys_cli.py) and
 ``python -m emulator export|import FILE`` (see datafile_cli.py)."""
 
@@ -10,7 +11,7 @@ import sys
 from werkzeug.serving import run_simple
 
 from . import close_app, create_app, datafile_cli, db, ratelimit, signing_keys_cli
-from .config import DEFAULTS, from_environ, load
+from .config import DEFAULTS, for_app, from_environ, load
 from .serve import HeaderKeepingHandler
 from .tokens import api_key
 
@@ -29,6 +30,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                "Signing keys: python -m emulator keys list|rotate|revoke KID.")
     parser.add_argument("--host", default=DEFAULT_HOST, help="bind address (default loopback)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--app-url", metavar="URL",
+                        help="serve the app at URL as `make dev` does: its SITE_URL and "
+                             "redirect allow-list, GitHub, GitLab and Google, manual linking")
     parser.add_argument("--reset", action="store_true", help="wipe the database first")
     parser.add_argument("--seed", metavar="FILE",
                         help="import this data file at start and on POST /emulator/v1/reset")
@@ -49,7 +53,7 @@ def is_loopback(host: str) -> bool:
 
 def settings_for(args: argparse.Namespace) -> dict:
     """Config from EMULATOR_* variables, with PUBLIC_URL following host and port."""
-    overrides = from_environ(os.environ)
+    overrides = {**(for_app(args.app_url) if args.app_url else {}), **from_environ(os.environ)}
     if args.seed:
         overrides["SEED"] = args.seed
     public_host = args.host if is_loopback(args.host) else DEFAULT_HOST
@@ -65,6 +69,14 @@ def env_lines(config: dict) -> list[str]:
             f"SUPABASE_SECRET_KEY={config['SECRET_API_KEY']}",
             f"SUPABASE_ANON_KEY={api_key('anon', secret)}",
             f"SUPABASE_SERVICE_ROLE_KEY={api_key('service_role', secret)}"]
+
+
+def app_lines(config: dict) -> list[str]:
+    """With --app-url, the rest of that app's .env: its address, the providers it can offer
+    and where the GitHub stand-in's API is."""
+    return [f"SITE_URL={config['SITE_URL']}",
+            f"AUTH_PROVIDERS={','.join(config['PROVIDERS'])}",
+            f"GITHUB_API_URL={config['GITHUB_URL']}/api/v3"]
 
 
 def limit_line(config: dict) -> str:
@@ -99,8 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.reset:
         db.reset(config["DATABASE"])
         print(f"Reset {config['DATABASE']}", file=sys.stderr)
+    lines = env_lines(config) + (app_lines(config) if args.app_url else [])
     if args.print_env:
-        print("\n".join(env_lines(config)))
+        print("\n".join(lines))
         return 0
     if not is_loopback(args.host):
         warn_exposed(args.host)
@@ -109,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Home: {config['PUBLIC_URL']}/   Dashboard: {config['PUBLIC_URL']}/dashboard   "
           f"GitHub stand-in: {config['GITHUB_URL']}")
     print(limit_line(config))
-    print("\n".join(env_lines(config)), flush=True)
+    print("\n".join(lines), flush=True)
     try:
         run_simple(args.host, args.port, app, threaded=True,
                    request_handler=HeaderKeepingHandler)

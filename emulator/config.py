@@ -82,6 +82,15 @@ KNOWN_PROVIDERS = (
 )
 
 
+def for_app(app_url: str) -> dict[str, Any]:
+    """What `make dev` and `make emulator` run (``python -m emulator --app-url``): the app at
+    ``app_url`` as SITE_URL and on the redirect allow-list, three providers and manual linking,
+    so that the sign-in and account pages show everything. EMULATOR_* variables still win."""
+    app_url = app_url.rstrip("/")
+    return {"SITE_URL": app_url, "URI_ALLOW_LIST": f"{app_url}/**",
+            "PROVIDERS": "github,gitlab,google", "MANUAL_LINKING": True}
+
+
 def to_bool(value: Any) -> bool:
     """Read a config flag given as a bool or as an env-style string."""
     if isinstance(value, str):

@@ -86,7 +86,7 @@ def test_debug_runs_without_secret_key_and_site_url(environment, tmp_path, monke
     assert len(app.config["SECRET_KEY"]) == 64
     assert again.config["SECRET_KEY"] == app.config["SECRET_KEY"]  # survives a reload
     assert (tmp_path / "instance" / "dev_secret_key").stat().st_mode & 0o077 == 0
-    assert app.config["SITE_URL"] == "http://127.0.0.1:5000"
+    assert app.config["SITE_URL"] == "http://localhost:5000"  # a name: passkeys refuse IPs
     assert app.config["SESSION_COOKIE_SECURE"] is False
 
 
@@ -147,3 +147,21 @@ def test_debug_on_this_machine_runs_on_the_emulators_demo_keys(environment, tmp_
     app = create_app()
     close(app)
     assert app.debug and len(app.config["SECRET_KEY"]) == 64
+
+
+@pytest.mark.parametrize("port, site_url", [(None, "http://localhost:5000"),
+                                            ("5080", "http://localhost:5080")])
+def test_debug_site_url_is_localhost_on_app_port(environment, monkeypatch, tmp_path, port,
+                                                 site_url):
+    monkeypatch.delenv("APP_PORT", raising=False)  # a developer's own shell may set it
+    environment(FLASK_DEBUG="1", SUPABASE_URL="http://127.0.0.1:54321", SUPABASE_KEY="k",
+                INSTANCE_PATH=str(tmp_path), **({"APP_PORT": port} if port else {}))
+    app = create_app()
+    close(app)
+    assert app.config["SITE_URL"] == site_url
+
+
+def test_app_port_must_be_a_number(environment):
+    environment(**GOOD, APP_PORT="five thousand")
+    with pytest.raises(ConfigError, match="APP_PORT"):
+        create_app()

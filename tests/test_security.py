@@ -239,7 +239,7 @@ def test_every_response_that_sets_the_cookie_is_not_stored(client, browser, gith
 
 @pytest.mark.parametrize("settings, name, secure", [
     ({"SITE_URL": "https://app.example.com"}, "__Host-session", True),
-    ({"DEBUG": True}, "session", False),
+    ({"DEBUG": True, "SITE_URL": "http://localhost"}, "session", False),  # the client's host
 ])
 def test_cookie_flags(make_app, settings, name, secure):
     response = make_app(**settings).test_client().get("/signin/github")
