@@ -1,17 +1,25 @@
-"""supabase_auth storage backed by the Flask session, which Flask keeps in a signed cookie."""
+"""supabase_auth storage backed by the Flask session, which is kept in an encrypted cookie."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
+import os
+import re
 import threading
 import time
+import zlib
+from collections.abc import Sequence
 
 from cachetools import LRUCache
-from cryptography.fernet import Fernet, InvalidToken
-from flask import current_app, session
-from flask.sessions import SecureCookieSessionInterface
+from cryptography.exceptions import InvalidTag
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from flask import session
+from flask.sessions import SecureCookieSessionInterface, session_json_serializer
 from itsdangerous import BadSignature
 from supabase_auth import SyncSupportedStorage
 from supabase_auth.constants import STORAGE_KEY
@@ -26,9 +34,8 @@ TOKEN_FIELDS = ("access_token", "refresh_token", "expires_at")
 
 # provider_token is the provider's own OAuth token (GitHub's gho_…). Supabase hands it over once,
 # at the code exchange, and never refreshes it, so it must live with the session; there is no
-# server-side store to put it in. Unlike the refresh token, which rotates and dies at sign-out,
-# a GitHub token never expires and works against GitHub directly, so the cookie carries it
-# encrypted (Fernet, key derived from SECRET_KEY): reading the cookie does not reveal it.
+# server-side store to put it in. The whole cookie is encrypted, so it is as unreadable as the
+# Supabase tokens next to it.
 PROVIDER_TOKEN = "provider_token"  # noqa: S105 - a field name, not a secret
 
 # How many verified MFA factors the user had when Supabase last answered (token responses and
@@ -41,6 +48,8 @@ MFA_FACTORS = "mfa_factors"
 # level: a factor enrolled through another client that the app cannot challenge keeps its
 # owner at the challenge, told why, instead of letting them through at aal1.
 CHALLENGEABLE_FACTORS = frozenset({"totp"})
+
+TOKEN_CHARACTERS = re.compile(r"[A-Za-z0-9_-]+")  # a sealed cookie: unpadded base64url
 
 
 class FlaskSessionStorage(SyncSupportedStorage):
@@ -63,51 +72,156 @@ class FlaskSessionStorage(SyncSupportedStorage):
 
 
 class CheckedCookieSessionInterface(SecureCookieSessionInterface):
-    """Flask's signed-cookie session, reading a cookie of an unexpected shape as empty.
+    """Flask's cookie session, encrypted, reading a cookie of an unexpected shape as empty.
+
+    The cookie carries the access and refresh tokens, so it is sealed (SealedSession: AES-GCM,
+    keys derived from SECRET_KEY and SECRET_KEY_FALLBACKS), not merely signed: whoever holds
+    it cannot read the tokens and call Supabase around the app. A cookie signed by an earlier
+    release (Flask's itsdangerous format) is read once and sealed in the response.
 
     A signed-in browser sends the same cookie on every page until its tokens change, so each
-    verified and decoded cookie is remembered (per process, bounded, by its exact value): a
-    repeat visit costs a lookup and a copy instead of an HMAC check, base64, zlib and JSON.
+    opened cookie is remembered (per process, bounded, by its exact value and keys): a repeat
+    visit costs a lookup and a copy instead of an HMAC check, AES, zlib and JSON.
     """
 
     MAX_REMEMBERED = 64  # cookies of the browsers active this moment; ~4.5 KB each
 
     def __init__(self) -> None:
-        # cookie -> (signed at, data); shared by a worker's threads, hence the lock
+        # (sealer, cookie) -> (sealed at, data); shared by a worker's threads, hence the lock
         self._remembered: LRUCache = LRUCache(self.MAX_REMEMBERED)
         self._lock = threading.Lock()
-        self._serializers: dict[tuple, object] = {}
+        self._sealers: dict[tuple, SealedSession] = {}
+        self._signers: dict[tuple, object] = {}
 
-    def get_signing_serializer(self, app):
-        """Flask builds a serializer per call; one per key and salt is enough."""
-        if not app.secret_key:
+    def get_signing_serializer(self, app) -> SealedSession | None:
+        """What Flask's save_session writes the cookie with: here it encrypts, one per key set."""
+        keys = secret_keys(app)
+        if not keys:
             return None
-        key = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))
-        serializer = self._serializers.get(key)
-        if serializer is None:
-            serializer = self._serializers[key] = super().get_signing_serializer(app)
-        return serializer
+        sealer = self._sealers.get(keys)
+        if sealer is None:
+            sealer = self._sealers[keys] = SealedSession(keys)
+        return sealer
+
+    def legacy_serializer(self, app):
+        """Flask's signing serializer, for cookies written before the session was encrypted."""
+        keys = secret_keys(app)
+        signer = self._signers.get(keys)
+        if signer is None:
+            signer = self._signers[keys] = super().get_signing_serializer(app)
+        return signer
 
     def open_session(self, app, request):
         """Open the session; a payload Flask or Flask-WTF would choke on counts as unreadable."""
-        serializer = self.get_signing_serializer(app)
+        sealer = self.get_signing_serializer(app)
         value = request.cookies.get(self.get_cookie_name(app))
-        if serializer is None or not value:
+        if sealer is None or not value:
             return super().open_session(app, request)
-        max_age = app.permanent_session_lifetime.total_seconds()
+        max_age = int(app.permanent_session_lifetime.total_seconds())
         with self._lock:
-            remembered = self._remembered.get(value)
+            remembered = self._remembered.get((sealer, value))
         if remembered is not None and time.time() - remembered[0] <= max_age:
             return self.session_class(_copied(remembered[1]))
         try:
-            data, signed_at = serializer.loads(value, max_age=int(max_age), return_timestamp=True)
+            data, sealed_at = sealer.loads(value, max_age)
+        except UnreadableCookie:
+            return self._upgraded(app, value, max_age)
+        if not _looks_like_session(data):
+            return self.session_class({})
+        with self._lock:
+            self._remembered[(sealer, value)] = (sealed_at, _copied(data))
+        return self.session_class(data)
+
+    def _upgraded(self, app, value: str, max_age: int):
+        """A signed cookie from before encryption (or junk): read once, then rewritten sealed."""
+        try:
+            data = self.legacy_serializer(app).loads(value, max_age=max_age)
         except BadSignature:
             data = None
         if not _looks_like_session(data):
             return self.session_class({})
-        with self._lock:
-            self._remembered[value] = (signed_at.timestamp(), _copied(data))
-        return self.session_class(data)
+        tokens = data.get(STORAGE_KEY)
+        if isinstance(tokens, dict):
+            _unseal_legacy_provider_token(tokens, secret_keys(app))
+        upgraded = self.session_class(data)
+        upgraded.modified = True  # the response carries the sealed cookie
+        return upgraded
+
+
+class UnreadableCookie(Exception):
+    """A cookie value that no key opens, or whose seal is older than the session lifetime."""
+
+
+class SealedSession:
+    """The session cookie's format: the session sealed with AES-256-GCM, in unpadded base64url.
+
+    A cookie is ``version | nonce (12 random bytes) | ciphertext | tag``, the version byte also
+    being the associated data. Inside: when it was sealed (it bounds the cookie's age), then the
+    supabase_auth tokens, compressed on their own, then everything else, not compressed: the rest
+    holds what another site can choose (a sign-in's ``next`` path), and compressing that next to
+    the tokens would let the cookie's length betray them (CRIME, BREACH). Random nonces are safe
+    for far more cookies than one key seals (NIST's bound is 2**32 per key).
+    """
+
+    VERSION = b"\x01"
+
+    def __init__(self, keys: Sequence[str | bytes]) -> None:
+        self._ciphers = [AESGCM(cookie_key(key)) for key in keys]  # the first one seals
+
+    def dumps(self, data: dict) -> str:
+        """Seal a session (with the first key) into a cookie value."""
+        rest, packed = data, b""
+        if isinstance(data, dict) and STORAGE_KEY in data:
+            rest = {key: value for key, value in data.items() if key != STORAGE_KEY}
+            packed = zlib.compress(session_json_serializer.dumps(data[STORAGE_KEY]).encode())
+        plain = b"".join((int(time.time()).to_bytes(8, "big"), len(packed).to_bytes(4, "big"),
+                          packed, session_json_serializer.dumps(rest).encode()))
+        nonce = os.urandom(12)
+        sealed = self._ciphers[0].encrypt(nonce, plain, self.VERSION)
+        return base64.urlsafe_b64encode(self.VERSION + nonce + sealed).decode().rstrip("=")
+
+    def loads(self, value: str, max_age: int | None = None) -> tuple[dict, int]:
+        """The session in a cookie value and when it was sealed; UnreadableCookie if none."""
+        plain = self._opened(value)
+        sealed_at = int.from_bytes(plain[:8], "big")
+        if max_age is not None and time.time() - sealed_at > max_age:
+            raise UnreadableCookie("sealed longer ago than the session lifetime")
+        length = int.from_bytes(plain[8:12], "big")
+        try:
+            data = session_json_serializer.loads(plain[12 + length:])
+            if length:
+                data[STORAGE_KEY] = session_json_serializer.loads(
+                    zlib.decompress(plain[12:12 + length]))
+        except (ValueError, TypeError, zlib.error) as error:  # sealed by us, never by another shape
+            raise UnreadableCookie("not a session") from error
+        return data, sealed_at
+
+    def _opened(self, value: str) -> bytes:
+        # Strictly base64url: a lenient decoder would ignore whatever follows padding.
+        if not TOKEN_CHARACTERS.fullmatch(value) or len(value) % 4 == 1:
+            raise UnreadableCookie("not base64url")
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        if raw[:1] != self.VERSION or len(raw) < 1 + 12 + 16:  # version, nonce, tag
+            raise UnreadableCookie("not a sealed session")
+        for cipher in self._ciphers:
+            try:
+                return cipher.decrypt(raw[1:13], raw[13:], self.VERSION)
+            except InvalidTag:
+                continue
+        raise UnreadableCookie("no key opens it")
+
+
+def secret_keys(app) -> tuple:
+    """SECRET_KEY first (it seals), then SECRET_KEY_FALLBACKS (still read); () if unset."""
+    if not app.secret_key:
+        return ()
+    return (app.secret_key, *(app.config["SECRET_KEY_FALLBACKS"] or ()))
+
+
+def cookie_key(secret: str | bytes) -> bytes:
+    """The AES-256 key for session cookies derived from one secret key (HKDF-SHA256)."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                info=b"flask_storage session cookie v1").derive(_as_bytes(secret))
 
 
 def stored_tokens() -> dict | None:
@@ -117,15 +231,10 @@ def stored_tokens() -> dict | None:
 
 
 def provider_token() -> str | None:
-    """The provider's OAuth token kept with this session, if any (decrypted)."""
+    """The provider's OAuth token kept with this session, if any."""
     tokens = stored_tokens()
-    sealed = tokens.get(PROVIDER_TOKEN) if tokens else None
-    if not isinstance(sealed, str):
-        return None
-    try:
-        return _fernet().decrypt(sealed.encode()).decode()
-    except InvalidToken:  # sealed under an older SECRET_KEY: as good as absent
-        return None
+    token = tokens.get(PROVIDER_TOKEN) if tokens else None
+    return token if isinstance(token, str) else None
 
 
 def forget_provider_token() -> None:
@@ -140,7 +249,7 @@ def _compact(raw_session: str, previous: dict | None) -> dict:
     kept = {field: data[field] for field in TOKEN_FIELDS}
     kept["user_created_at"] = data["user"]["created_at"]
     if data.get(PROVIDER_TOKEN):
-        kept[PROVIDER_TOKEN] = _fernet().encrypt(data[PROVIDER_TOKEN].encode()).decode()
+        kept[PROVIDER_TOKEN] = data[PROVIDER_TOKEN]
     elif previous and PROVIDER_TOKEN in previous and _same_user(previous, data):
         kept[PROVIDER_TOKEN] = previous[PROVIDER_TOKEN]  # a refresh: Supabase sends none
     factors = verified_factors(data["user"].get("factors"))
@@ -185,18 +294,26 @@ def _expand(tokens: dict) -> str | None:
     return json.dumps({**fields, "expires_in": expires_in, "token_type": "bearer", "user": user})
 
 
-def _fernet() -> Fernet:
-    digest = hashlib.sha256(b"flask_storage.provider_token\0" + _secret_bytes()).digest()
-    return Fernet(base64.urlsafe_b64encode(digest))
+def _unseal_legacy_provider_token(tokens: dict, keys: Sequence[str | bytes]) -> None:
+    # Before the whole cookie was encrypted, the provider token was encrypted on its own, with
+    # a key hashed from SECRET_KEY; one that none of the keys opens is dropped.
+    sealed = tokens.get(PROVIDER_TOKEN)
+    if not isinstance(sealed, str):
+        return
+    fernet = MultiFernet([Fernet(base64.urlsafe_b64encode(hashlib.sha256(
+        b"flask_storage.provider_token\0" + _as_bytes(key)).digest())) for key in keys])
+    try:
+        tokens[PROVIDER_TOKEN] = fernet.decrypt(sealed.encode()).decode()
+    except InvalidToken:
+        del tokens[PROVIDER_TOKEN]
 
 
-def _secret_bytes() -> bytes:
-    secret = current_app.secret_key
+def _as_bytes(secret: str | bytes) -> bytes:
     return secret if isinstance(secret, bytes) else str(secret).encode()
 
 
 def _looks_like_tokens(value: object) -> bool:
-    # The cookie is signed, so only this app wrote it, but an older release may have written
+    # The cookie is sealed, so only this app wrote it, but an older release may have written
     # another shape: anything unexpected counts as signed out rather than as an error.
     return (
         isinstance(value, dict)
@@ -220,8 +337,8 @@ def _copied(value):
 
 
 def _looks_like_session(data: object) -> bool:
-    # Signed by this app's key, yet an older release (or a leaked key) may have written another
-    # shape; Flask's flashes and Flask-WTF's token would raise on one, so it reads as empty.
+    # Sealed or signed by this app's key, yet an older release (or a leaked key) may have written
+    # another shape; Flask's flashes and Flask-WTF's token would raise on one, so it reads as empty.
     if not isinstance(data, dict) or not isinstance(data.get("csrf_token", ""), str):
         return False
     flashes = data.get("_flashes", [])

@@ -88,7 +88,9 @@ class Browser:
 
     def __init__(self, app_url: str) -> None:
         self.app_url = app_url.rstrip("/")
-        self._consent_token: str | None = None  # the stand-in's per-process form token
+        # The stand-in's form token and the emulator cookie it belongs to (one browser's).
+        self._consent_token: str | None = None
+        self._consent_cookie: str | None = None
 
     def sign_in(self, login: str, *, name: str | None = None, email: str | None = None) -> SignIn:
         """sign-in -> Supabase -> stand-in approval -> Supabase callback -> app callback -> /."""
@@ -119,10 +121,11 @@ class Browser:
             if not match:
                 raise SignInFailed("the stand-in's consent page has no csrf_token")
             self._consent_token = match.group(1)
+            self._consent_cookie = page.cookie("emulator_session")
         form = {"csrf_token": self._consent_token, "action": "authorize", "new_login": login,
                 "new_name": name or login, "new_email": email or f"{login}@example.com",
                 "new_verified": "1"}
-        return fetch("POST", authorize_url, form=form)
+        return fetch("POST", authorize_url, form=form, cookie=self._consent_cookie)
 
     @staticmethod
     def _expect(answer: Response, status: int, step: str) -> Response:

@@ -38,9 +38,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(load_config(config))
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
-    app.secret_key = secrets.token_bytes(32)  # only signs the dashboard's flash messages
-    # Cookies ignore ports: on 127.0.0.1 a cookie named "session" would replace the app's.
-    app.config.update(SESSION_COOKIE_NAME="emulator_flash", SESSION_COOKIE_PATH="/dashboard")
+    # Signs the emulator's own session cookie (forms.py): CSRF tokens and dashboard messages.
+    app.secret_key = secrets.token_bytes(32)
     db.init_app(app)
     app.extensions["emulator.tokens"] = TokenService(app.config, signing_keys.init_app(app))
     ratelimit.init_app(app)

@@ -28,7 +28,7 @@ from werkzeug.exceptions import HTTPException
 from . import admin_api, audit, mfa, passkeys, sessions, stand_in, users
 from .db import get_db
 from .errors import ApiError
-from .forms import check_csrf
+from .forms import check_csrf, strict_headers
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
@@ -37,21 +37,11 @@ PER_PAGE = 50
 BAN_DURATIONS = {"1h": ("1 hour", "1h"), "24h": ("24 hours", "24h"),
                  "7d": ("7 days", "168h"), "forever": ("forever", "876000h")}
 SORTS = {"created": "created_at", "last_sign_in": "last_sign_in_at"}
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; "
-       "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 NAV = (("dashboard.index", "Users"), ("dashboard.audit_log", "Audit log"),
        ("key_dashboard.index", "Signing keys"))
 
 
-@bp.after_request
-def strict_headers(response: Response) -> Response:
-    """The app's policy: no inline script or style, nothing framed, nothing cached."""
-    response.headers.setdefault("Content-Security-Policy", CSP)
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "same-origin")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Cache-Control", "no-store")
-    return response
+bp.after_request(strict_headers)
 
 
 @bp.errorhandler(400)

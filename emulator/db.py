@@ -1,5 +1,6 @@
 """SQLite storage: schema, one shared connection, and BEGIN IMMEDIATE transactions."""
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -187,7 +188,7 @@ class Database:
 
     def __init__(self, path: str) -> None:
         if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            create_private(Path(path))
         # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves.
         self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self.conn.row_factory = sqlite3.Row
@@ -236,6 +237,20 @@ class Database:
         """Close the connection."""
         with self.lock:
             self.conn.close()
+
+
+def create_private(path: Path) -> None:
+    """Make the database file readable by its owner only (0600) before SQLite opens it.
+
+    It holds private signing keys, refresh tokens and TOTP secrets. SQLite creates its -wal
+    and -shm files with the database file's mode; files left by an older emulator are tightened.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    for suffix in ("", "-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists() and side.stat().st_mode & 0o077:
+            side.chmod(0o600)
 
 
 def reset(path: str) -> None:

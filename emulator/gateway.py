@@ -1,4 +1,8 @@
-"""The API gateway in front of Auth: the ``apikey`` check and the Authorization it forwards.
+"""The API gateway in front of Auth: the Host check, the ``apikey`` check and Authorization.
+
+Every route answers only under a loopback name or PUBLIC_URL's host (any port): a page on
+another domain whose name resolves to 127.0.0.1 (DNS rebinding) reaches nothing, neither the
+dashboard nor the API with the published demo keys.
 
 Both key generations are accepted: the legacy anon / service_role JWTs and the opaque
 publishable / secret keys. As the Supabase CLI's gateway does, an opaque key is never passed on
@@ -7,7 +11,9 @@ as a token: when the request carries no Authorization, or ``Bearer sb_…``, the
 is refused from a browser, which Supabase recognises by its ``User-Agent``.
 """
 
+import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, request
 
@@ -19,6 +25,10 @@ OPEN_PATHS = {"/auth/v1/authorize", "/auth/v1/callback", "/auth/v1/verify",
               "/auth/v1/.well-known/jwks.json"}
 OPAQUE_BEARER = "Bearer sb_"  # the CLI gateway's test, case-sensitive like it
 BROWSER_AGENT = "Mozilla/"  # how every browser's User-Agent starts
+HOST_HEADER = re.compile(r"([a-z0-9.-]+|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?", re.IGNORECASE)
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+WRONG_HOST = ("This emulator answers only at 127.0.0.1, localhost, [::1] or its PUBLIC_URL's "
+              "host. Open it under one of those names.\n")
 
 
 @dataclass(frozen=True)
@@ -39,7 +49,23 @@ def init_app(app: Flask) -> None:
         app.config["PUBLISHABLE_API_KEY"]: ApiKey("anon", anon),
         app.config["SECRET_API_KEY"]: ApiKey("service_role", service_role),
     }
+    app.extensions["emulator.hosts"] = LOOPBACK_NAMES | {
+        urlsplit(app.config["PUBLIC_URL"]).hostname}
+    app.before_request(check_host)  # the app's first hook: before anything reads the request
     app.before_request(check_api_key)
+
+
+def host_name(host: str) -> str | None:
+    """The name in a Host header, lower case, without port or IPv6 brackets (None if garbled)."""
+    match = HOST_HEADER.fullmatch(host)
+    return match.group(1).lower().strip("[]") if match else None
+
+
+def check_host() -> Response | None:
+    """400 unless the request's Host names the emulator (a loopback name or PUBLIC_URL's)."""
+    if host_name(request.headers.get("Host", "")) in current_app.extensions["emulator.hosts"]:
+        return None
+    return Response(WRONG_HOST, 400, mimetype="text/plain")
 
 
 def is_browser(user_agent: str) -> bool:

@@ -15,11 +15,19 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from flask import Flask, Response, current_app, redirect, render_template, request
+from flask import (
+    Flask,
+    Response,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+)
 
 from .db import get_db
 from .errors import json_response
-from .forms import check_csrf
+from .forms import CONSENT_CSP, check_csrf, strict_headers
 
 DEFAULT_CREATED_AT = 1295981076.0  # when the default octocat accounts were created (2011)
 CODE_LIFETIME = 600  # GitHub codes expire after ten minutes; used for every stand-in
@@ -275,8 +283,13 @@ def auto_login(provider: str) -> str | None:
     return (config["GITHUB_AUTO_LOGIN"] if provider == "github" else None) or config["AUTO_LOGIN"]
 
 
-def show_consent(provider: str) -> Response | str:
-    """Consent page, or an immediate approval when auto-login is configured."""
+def show_consent(provider: str) -> Response:
+    """Consent page (never framed: strict headers), or an immediate approval (auto-login)."""
+    return strict_headers(make_response(consent_or_approval(provider)), CONSENT_CSP)
+
+
+def consent_or_approval(provider: str) -> Response | str:
+    """The consent page, or the redirect back when auto-login is configured."""
     params, early = authorize_request(provider)
     if early is not None:
         return early
@@ -295,7 +308,12 @@ def show_consent(provider: str) -> Response | str:
 
 
 def handle_consent(provider: str) -> Response:
-    """Authorize / Cancel from the consent page."""
+    """Authorize / Cancel from the consent page (answered with the same strict headers)."""
+    return strict_headers(consent_answer(provider), CONSENT_CSP)
+
+
+def consent_answer(provider: str) -> Response:
+    """The redirect back to the client for Authorize / Cancel (or a 400 for a bad pick)."""
     check_csrf()
     params, early = authorize_request(provider)
     if early is not None:

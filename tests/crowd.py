@@ -197,9 +197,14 @@ class Person:
         fields = {**form["fields"], "action": "authorize", "new_login": self.login,
                   "new_name": f"Person {self.index}", "new_email": f"{self.login}@example.com",
                   "new_verified": "1"}
+        # The form's CSRF token belongs to the emulator's cookie that came with the page.
+        emulator_cookie = SimpleCookie(consent.headers.get("set-cookie", "")).get(
+            "emulator_session")
+        headers = {"Cookie": f"emulator_session={emulator_cookie.value}"} \
+            if emulator_cookie else {}
         async with self.browsers.slots:
             return await self.browsers.http.post(urljoin(str(consent.url), form["action"]),
-                                                 data=fields)
+                                                 data=fields, headers=headers)
 
     def _keep_cookie(self, response: httpx.Response) -> bool:
         """Keep (or drop) the session cookie the answer sets; whether it set a new one."""

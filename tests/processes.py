@@ -23,9 +23,8 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 import httpx
-from flask import Flask
-from flask.sessions import SecureCookieSessionInterface
 
+from flask_storage import SealedSession
 from tests.helpers import SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,12 +156,19 @@ def cpu_seconds(pid: int) -> float:
 
 
 def read_session(cookie: str | None, secret: str) -> dict:
-    """The content of the app's session cookie, read with the app's SECRET_KEY ({} if none)."""
+    """The content of the app's session cookie, opened with the app's SECRET_KEY ({} if none).
+
+    Every test that looks inside the cookie goes through here (or write_session), so the
+    cookie's format lives in flask_storage alone.
+    """
     if cookie is None:
         return {}
-    reader = Flask(__name__)
-    reader.secret_key = secret
-    return SecureCookieSessionInterface().get_signing_serializer(reader).loads(cookie)
+    return SealedSession([secret]).loads(cookie)[0]
+
+
+def write_session(data: dict, secret: str) -> str:
+    """A session cookie value holding ``data``, sealed as the app with this SECRET_KEY does."""
+    return SealedSession([secret]).dumps(data)
 
 
 # --- the emulator's request log, counted by kind ---------------------------------------------

@@ -11,6 +11,7 @@ import auth
 from app import create_app
 from emulator import keys
 from tests.helpers import SECRET, SITE_URL, Browser, csrf_token
+from tests.processes import read_session, write_session
 
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -55,8 +56,7 @@ def signed_in_cookie(fuzz_app, emulator):
         page = browser.client.get("/").get_data(as_text=True)
     finally:
         browser.close()
-    tokens = fuzz_app.session_interface.get_signing_serializer(fuzz_app).loads(cookie)[
-        STORAGE_KEY]
+    tokens = read_session(cookie, SECRET)[STORAGE_KEY]
     return {"cookie": cookie, "csrf": csrf_token(page),
             "secrets": [SECRET, keys.JWT_SECRET, keys.SERVICE_ROLE_KEY, emulator.anon_key,
                         *(tokens[name] for name in ("access_token", "refresh_token",
@@ -136,7 +136,7 @@ def test_raw_cookie(fuzz_app, signed_in_cookie, route, cookie):
 ))
 def test_signed_cookie_of_any_shape(fuzz_app, signed_in_cookie, route, payload):
     """A cookie this app's key signed, with contents it never wrote."""
-    cookie = fuzz_app.session_interface.get_signing_serializer(fuzz_app).dumps(payload)
+    cookie = write_session(payload, SECRET)
     response = client_for(fuzz_app, cookie).get(route)
     assert "Hello," not in response.get_data(as_text=True)
     check(response, signed_in_cookie["secrets"])

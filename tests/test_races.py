@@ -13,6 +13,7 @@ from supabase_auth.constants import STORAGE_KEY
 from supabase_auth.helpers import decode_jwt
 
 from tests.helpers import SECRET, SITE_URL, Browser, live_server
+from tests.processes import read_session
 
 JWT_EXP = 2  # seconds an access token lives on this module's emulator
 REUSE_INTERVAL = 3  # seconds a rotated refresh token may still be presented
@@ -80,7 +81,7 @@ def kept_cookie(results, cookie: str) -> str:
 
 
 def access_token_expiry(app, cookie: str) -> int:
-    tokens = app.session_interface.get_signing_serializer(app).loads(cookie)[STORAGE_KEY]
+    tokens = read_session(cookie, app.secret_key)[STORAGE_KEY]
     return decode_jwt(tokens["access_token"])["payload"]["exp"]
 
 

@@ -24,6 +24,7 @@ from app import create_app
 from config import ConfigError
 from emulator import keys
 from tests.helpers import SECRET, SITE_URL, Browser, csrf_token, move_app_clock
+from tests.processes import read_session, write_session
 
 EMULATOR_KEY = ECAlgorithm.from_jwk(json.dumps(keys.JWT_PRIVATE_JWK))
 OTHER_PROJECT_KEY = ec.generate_private_key(ec.SECP256R1())
@@ -101,28 +102,34 @@ TOKEN_KINDS = ["expired", "wrong-iss", "wrong-aud", "other-project-kid", "other-
 
 
 def hostile_cookie(kind: str, app, real_cookie: str) -> str:
-    serializer = app.session_interface.get_signing_serializer(app)
+    secret = app.secret_key
+    legacy = app.session_interface.legacy_serializer(app)  # the signed format before sealing
     if kind == "bad-signature":
         return real_cookie[:-2] + ("AA" if real_cookie[-2:] != "AA" else "BB")
     if kind == "another-apps-key":
+        return write_session(read_session(real_cookie, secret), "another-app-" + secret)
+    if kind == "legacy-another-apps-key":
         return URLSafeTimedSerializer(
-            "another-app-" + SECRET, salt="cookie-session",
-            serializer=serializer.serializer, signer_kwargs=serializer.signer_kwargs,
-        ).dumps(serializer.loads(real_cookie))
+            "another-app-" + secret, salt="cookie-session",
+            serializer=legacy.serializer, signer_kwargs=legacy.signer_kwargs,
+        ).dumps(read_session(real_cookie, secret))
+    if kind == "legacy-shape-list":
+        return legacy.dumps([1, 2])
     if kind == "truncated":
         return real_cookie[: len(real_cookie) // 2]
     if kind == "oversized":
         return real_cookie + "A" * 8000
     shapes = {"shape-list": [1, 2], "shape-string": "signed in", "shape-null": None,
-              "shape-flashes": {"_flashes": "x", STORAGE_KEY: serializer.loads(real_cookie)[
+              "shape-flashes": {"_flashes": "x", STORAGE_KEY: read_session(real_cookie, secret)[
                   STORAGE_KEY]},
               "shape-csrf": {"csrf_token": 5},
               "shape-tokens": {STORAGE_KEY: ["access", "refresh"]}}
-    return serializer.dumps(shapes[kind])
+    return write_session(shapes[kind], secret)
 
 
-COOKIE_KINDS = ["bad-signature", "another-apps-key", "truncated", "oversized", "shape-list",
-                "shape-string", "shape-null", "shape-flashes", "shape-csrf", "shape-tokens"]
+COOKIE_KINDS = ["bad-signature", "another-apps-key", "legacy-another-apps-key",
+                "legacy-shape-list", "truncated", "oversized", "shape-list", "shape-string",
+                "shape-null", "shape-flashes", "shape-csrf", "shape-tokens"]
 
 
 @pytest.fixture
@@ -132,7 +139,7 @@ def hostile_client(request, app, browser, signed_in, emulator):
     if kind in TOKEN_KINDS:
         tokens = {"access_token": forged_token(kind, f"{emulator.url}/auth/v1"),
                   "refresh_token": "forgedrefreshtoken", "expires_at": 2000000000}
-        cookie = app.session_interface.get_signing_serializer(app).dumps({STORAGE_KEY: tokens})
+        cookie = write_session({STORAGE_KEY: tokens}, app.secret_key)
     else:
         cookie = hostile_cookie(kind, app, browser.client.get_cookie("session").value)
     # Sent raw, as a browser would (the test client's jar refuses an oversized cookie).
@@ -154,7 +161,7 @@ def test_hostile_cookie_is_cleared(hostile_client, app):
     value = cookie_set_by(hostile_client.get("/"))
     assert value is not None, "the response did not replace the cookie"
     if value:
-        assert STORAGE_KEY not in app.session_interface.get_signing_serializer(app).loads(value)
+        assert STORAGE_KEY not in read_session(value, app.secret_key)
 
 
 @pytest.mark.parametrize("hostile_client", COOKIE_KINDS + TOKEN_KINDS, indirect=True)

@@ -25,8 +25,9 @@ def page(client, path="/dashboard", status=200):
 
 
 def csrf(client):
-    """The token the dashboard's forms carry (one per emulator process)."""
-    return client.application.extensions["emulator.csrf"]
+    """The token the dashboard's forms carry for this browser (its cookie), read off a page."""
+    html = page(client, "/dashboard/signing-keys")
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
 def post(client, path, **data):
@@ -304,9 +305,44 @@ def test_the_consent_page_uses_the_stylesheet(make_app):
     assert 'href="/static/emulator.css"' in html and "<style" not in html
 
 
-def test_the_flash_cookie_never_replaces_the_apps_session(client, user_id):
+def test_the_emulators_cookie_never_replaces_the_apps_session(client, user_id):
     """Cookies ignore ports: the emulator's must not be called "session" like the app's."""
+    response = client.get("/dashboard/signing-keys")
+    cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith("emulator_session=") and "Path=/;" in cookie
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     response = client.post(f"/dashboard/users/{user_id}/role",
                            data={"csrf_token": csrf(client), "role": "admin"})
-    cookie = response.headers["Set-Cookie"]
-    assert cookie.startswith("emulator_flash=") and "Path=/dashboard" in cookie
+    assert response.headers["Set-Cookie"].startswith("emulator_session=")
+
+
+# --- another site, another browser -----------------------------------------------------------
+
+
+def test_a_token_from_another_browser_is_refused(app, client, user_id):
+    """The CSRF token is per browser: one read in one browser is worthless in another."""
+    token = csrf(client)  # what an attacker's own visit shows them
+    victim = app.test_client()
+    page(victim, "/dashboard")  # the victim's browser has its own emulator cookie
+    response = victim.post(f"/dashboard/users/{user_id}/role",
+                           data={"csrf_token": token, "role": "admin"})
+    assert response.status_code == 400
+    assert "CSRF token is missing or wrong" in response.get_data(as_text=True)
+    assert "admin" not in user_row(app, user_id)["app_metadata"]
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", "null", "http://127.0.0.1:1"])
+def test_a_post_from_another_origin_is_refused(app, client, user_id, origin):
+    response = client.post(f"/dashboard/users/{user_id}/role", headers={"Origin": origin},
+                           data={"csrf_token": csrf(client), "role": "admin"})
+    assert response.status_code == 400
+    assert "sent from another site" in response.get_data(as_text=True)
+    assert "admin" not in user_row(app, user_id)["app_metadata"]
+
+
+def test_a_post_from_the_dashboard_itself_goes_through(app, client, user_id):
+    response = client.post(f"/dashboard/users/{user_id}/role",
+                           headers={"Origin": "http://localhost"},  # the test client's origin
+                           data={"csrf_token": csrf(client), "role": "admin"})
+    assert response.status_code == 303
+    assert "admin" in user_row(app, user_id)["app_metadata"]

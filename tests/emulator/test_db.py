@@ -1,6 +1,8 @@
 """Storage: transactions roll back, data survives a restart, :memory: is shared."""
 
+import os
 import sqlite3
+import stat
 import threading
 
 import pytest
@@ -65,3 +67,28 @@ def test_old_database_gains_linking_column(tmp_path):
         assert "linking_target_id" in columns
     finally:
         db.close()
+
+
+def test_the_database_and_its_side_files_are_private(tmp_path):
+    """It holds private signing keys, refresh tokens and TOTP secrets: 0600, even under umask 0."""
+    previous = os.umask(0)
+    try:
+        path = tmp_path / "data" / "auth.sqlite3"
+        db = Database(str(path))
+        with db.transaction() as conn:
+            conn.execute(ADD_ACCOUNT, (8, "private"))
+        files = [path.with_name(path.name + suffix) for suffix in ("", "-wal", "-shm")]
+        modes = {file.name: stat.S_IMODE(file.stat().st_mode) for file in files}
+        db.close()
+    finally:
+        os.umask(previous)
+    assert modes == {file.name: 0o600 for file in files}
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_a_database_left_readable_is_tightened(tmp_path):
+    path = tmp_path / "auth.sqlite3"
+    Database(str(path)).close()
+    path.chmod(0o644)
+    Database(str(path)).close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -148,3 +148,43 @@ def test_opaque_keys_follow_the_config(make_app):
                       headers={"apikey": keys.PUBLISHABLE_KEY}).status_code == 401
     assert client.get("/auth/v1/admin/users",
                       headers={"apikey": "sb_secret_mine"}).status_code == 200
+
+
+# --- DNS rebinding: only the emulator's own names ---------------------------------------------
+
+FOREIGN_HOSTS = ["evil.example", "evil.example:54321", "127.0.0.1.evil.example",
+                 "127.0.0.1:54321.evil.example", "evil.example@127.0.0.1", "localhost.evil",
+                 "[::1", "", "127.0.0.1 evil"]
+
+
+@pytest.mark.parametrize("host", FOREIGN_HOSTS)
+@pytest.mark.parametrize("path", ["/", "/dashboard", "/dashboard/audit", "/auth/v1/settings",
+                                  "/auth/v1/.well-known/jwks.json",
+                                  "/github/login/oauth/authorize"])
+def test_a_foreign_host_reaches_no_page(client, host, path):
+    response = client.get(path, headers={"Host": host, "apikey": keys.SERVICE_ROLE_KEY})
+    assert response.status_code == 400
+    assert response.get_data(as_text=True).startswith("This emulator answers only at")
+
+
+def test_a_rebound_name_cannot_reset_the_database(client, admin, sign_in):
+    """A page on a name that resolves to 127.0.0.1 posting with the published demo key."""
+    sign_in()
+    before = client.get("/auth/v1/admin/users", headers=admin).json["users"]
+    assert before
+    response = client.post("/emulator/v1/reset", headers={**admin, "Host": "evil.example"})
+    assert response.status_code == 400
+    assert client.get("/auth/v1/admin/users", headers=admin).json["users"] == before
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.1:54321", "localhost:8", "LocalHost",
+                                  "[::1]", "[::1]:54321"])
+def test_the_loopback_names_answer_on_any_port(client, host):
+    assert client.get("/auth/v1/settings", headers={"Host": host,
+                                                    "apikey": keys.ANON_KEY}).status_code == 200
+
+
+def test_the_public_urls_host_answers(make_app):
+    client = make_app(PUBLIC_URL="http://auth.dev.test:9999").test_client()
+    assert client.get("/dashboard", headers={"Host": "auth.dev.test"}).status_code == 200
+    assert client.get("/dashboard", headers={"Host": "dev.test"}).status_code == 400

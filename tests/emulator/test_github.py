@@ -219,3 +219,25 @@ def test_seed_accounts(client):
     assert (created.status_code, created.json["id"], created.json["verified"]) == (201, 42, False)
     assert client.post("/github/_accounts", json={"login": "x"}).status_code == 200
     assert client.post("/github/_accounts", json={}).status_code == 422
+
+
+def test_the_consent_page_cannot_be_framed(page_client):
+    """Framed on another site, the Authorize button could be clicked blind (clickjacking)."""
+    response = page_client.get(AUTHORIZE, query_string={"client_id": CLIENT_ID,
+                                                        "redirect_uri": CALLBACK})
+    assert response.status_code == 200
+    policy = response.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Cache-Control"] == "no-store"
+    # Browsers apply form-action to the redirects after the POST (to the client, anywhere).
+    assert "form-action" not in policy
+    answered = page_client.post(AUTHORIZE, data=consent_form(page_client, action="cancel"))
+    assert answered.headers["X-Frame-Options"] == "DENY"
+
+
+def test_a_consent_post_from_another_site_is_refused(page_client):
+    form = consent_form(page_client, action="authorize", login="octocat")
+    response = page_client.post(AUTHORIZE, data=form, headers={"Origin": "http://evil.example"})
+    assert response.status_code == 400 and "Location" not in response.headers

@@ -74,3 +74,14 @@ def test_avatar_and_seeding(client):
 def test_disabled_providers_have_no_stand_in(make_app):
     client = make_app().test_client()
     assert client.get("/google/oauth/authorize").status_code == 404
+
+
+@pytest.mark.parametrize("provider", ["google", "gitlab", "discord"])
+def test_the_consent_pages_cannot_be_framed(make_app, provider):
+    client = make_app(PROVIDERS="github,google,gitlab,discord", GITHUB_AUTO_LOGIN=None,
+                      AUTO_LOGIN=None).test_client()
+    response = client.get(f"/{provider}/oauth/authorize", query_string={
+        "client_id": f"emulator-{provider}-client-id", "redirect_uri": CALLBACK})
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Frame-Options"] == "DENY"
