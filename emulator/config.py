@@ -88,7 +88,18 @@ def for_app(app_url: str) -> dict[str, Any]:
     so that the sign-in and account pages show everything. EMULATOR_* variables still win."""
     app_url = app_url.rstrip("/")
     return {"SITE_URL": app_url, "URI_ALLOW_LIST": f"{app_url}/**",
-            "PROVIDERS": "github,gitlab,google", "MANUAL_LINKING": True}
+            "PROVIDERS": "github,gitlab,google", "MANUAL_LINKING": True,
+            **passkeys_for_app(app_url)}
+
+
+def passkeys_for_app(app_url: str) -> dict[str, Any]:
+    """Passkeys on for the app's origin, its host as the relying party; off when the app is
+    reached by an IP address, which WebAuthn refuses as an RP ID."""
+    host = (urlsplit(app_url).hostname or "").lower()
+    if not HOST_NAME.fullmatch(host) or host.replace(".", "").isdigit():
+        return {"PASSKEY_ENABLED": False}
+    return {"PASSKEY_ENABLED": True, "WEBAUTHN_RP_ID": host,
+            "WEBAUTHN_RP_DISPLAY_NAME": "Flask + Supabase Auth", "WEBAUTHN_RP_ORIGINS": app_url}
 
 
 def to_bool(value: Any) -> bool:

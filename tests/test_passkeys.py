@@ -575,3 +575,24 @@ def test_by_default_the_projects_settings_decide(make_app, network, emulator, gi
     assert_passkeys_off(off)
     forced = make_app(SUPABASE_TRANSPORT=off_network, PASSKEYS_ENABLED=True).test_client()
     assert "Sign in with a passkey" in text(forced.get("/signin"))
+
+
+# --- make dev ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("app_url, on", [
+    ("http://localhost:5000", True),
+    ("http://localhost:5080/", True),
+    ("http://dev.example.test:8000", True),
+    ("http://127.0.0.1:5000", False),  # WebAuthn refuses IP addresses as RP IDs
+    ("http://[::1]:5000", False),
+])
+def test_make_dev_turns_passkeys_on_for_the_apps_origin(app_url, on):
+    from emulator.config import for_app, load
+
+    config = load(for_app(app_url))
+    assert config["PASSKEY_ENABLED"] is on
+    if on:
+        origin = app_url.rstrip("/")
+        assert config["WEBAUTHN_RP_ORIGINS"] == (origin,)
+        assert config["WEBAUTHN_RP_ID"] == origin.split("//")[1].split(":")[0]
