@@ -1,0 +1,166 @@
+"""Passkeys in a real browser: Chromium's virtual authenticator (the Chrome DevTools Protocol
+``WebAuthn`` domain, through Playwright's CDP session) on the app at http://localhost:PORT
+(WebAuthn refuses IP addresses): sign in with GitHub, add a passkey, sign out, sign in with it
+in one touch, rename it, remove it, and the removed passkey is refused."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.browsers import Console, bounded_context, check_png, expect
+from tests.helpers import live_server
+from tests.test_passkeys import TOKEN_ISSUING, Recorder
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
+SCREENSHOTS = Path(tempfile.gettempdir()) / "app-passkeys"  # a fixed place to look at
+
+
+class Site:
+    """The app on localhost and its emulator; the app's calls to Supabase are recorded."""
+
+    def __init__(self, url: str, emulator, network: Recorder) -> None:
+        self.url = url
+        self.emulator = emulator
+        self.network = network
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    """The app on http://localhost:PORT against an emulator with passkeys on for that origin."""
+    from app import create_app
+    from emulator.serve import start_background
+
+    emulators: list = []
+    network = Recorder()
+    instance = tempfile.TemporaryDirectory(prefix="app-instance-")  # never the repository's
+
+    def build(loopback_url: str):
+        url = loopback_url.replace("127.0.0.1", "localhost")
+        emulator = start_background({
+            "DATABASE": ":memory:", "SITE_URL": url, "PASSKEY_ENABLED": True,
+            "WEBAUTHN_RP_ID": "localhost", "WEBAUTHN_RP_DISPLAY_NAME": "Flask + Supabase Auth",
+            "WEBAUTHN_RP_ORIGINS": url})
+        emulators.append((emulator, url))
+        return create_app({
+            "TESTING": True, "SECRET_KEY": secrets.token_urlsafe(32), "SITE_URL": url,
+            "SUPABASE_URL": emulator.url, "SUPABASE_KEY": emulator.publishable_key,
+            "GITHUB_API_URL": f"{emulator.url}/github/api/v3", "INSTANCE_PATH": instance.name,
+            "SUPABASE_TRANSPORT": network,
+        })
+
+    try:
+        with live_server(build):
+            emulator, url = emulators[0]
+            yield Site(url, emulator, network)
+    finally:
+        for emulator, _url in emulators:
+            emulator.stop()
+        instance.cleanup()
+
+
+@pytest.fixture
+def page(chromium, site):
+    """A page with a virtual platform authenticator that verifies the person at once."""
+    with bounded_context(chromium) as context:
+        page = context.new_page()
+        page.goto(site.url + "/")
+        cdp = context.new_cdp_session(page)
+        cdp.send("WebAuthn.enable")
+        cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
+            "protocol": "ctap2", "transport": "internal", "hasResidentKey": True,
+            "hasUserVerification": True, "isUserVerified": True,
+            "automaticPresenceSimulation": True}})
+        yield page
+
+
+def screenshot(page, name: str) -> None:
+    """Save the page as SCREENSHOTS/<name>.png and check it is a real picture."""
+    SCREENSHOTS.mkdir(exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    check_png(path)
+
+
+def header(page):
+    return page.get_by_role("navigation", name="Main")
+
+
+def sign_out(page, site: Site) -> None:
+    header(page).get_by_role("button", name="Sign out").click()
+    page.wait_for_url(site.url + "/")
+    expect(page.get_by_role("heading", name="Welcome")).to_be_visible()
+
+
+def test_sign_up_with_github_then_sign_in_with_a_passkey(page, site):
+    console = Console()
+    console.watch(page)
+    page.goto(site.url + "/")
+    signin = page.get_by_role("button", name="Sign in with a passkey")
+    expect(signin).to_be_visible()  # revealed by the script: this browser has WebAuthn
+    conditional = page.evaluate("PublicKeyCredential.isConditionalMediationAvailable()")
+    autofill = page.get_by_label("Your passkey")
+    expect(autofill).to_be_visible() if conditional else expect(autofill).to_be_hidden()
+    assert autofill.get_attribute("autocomplete") == "username webauthn"
+    screenshot(page, "1-home")
+
+    # Sign up with GitHub; the offer to add a passkey comes once, and is taken.
+    page.get_by_role("button", name="Sign in with GitHub").click()
+    expect(page).to_have_title(re.compile(r"^Authorize "))
+    page.get_by_role("button", name="Authorize", exact=True).click()
+    page.wait_for_url(site.url + "/")
+    offer = page.get_by_role("region", name="Sign in faster next time")
+    expect(offer).to_be_visible()
+    screenshot(page, "2-offer")
+    offer.get_by_role("button", name="Add a passkey").click()
+    page.wait_for_url(site.url + "/account#passkeys-title")
+    expect(page.get_by_role("status")).to_have_text(
+        "Passkey added (Passkey). Next time, sign in with it in one touch.")
+    passkeys = page.get_by_role("region", name="Passkeys")
+    expect(passkeys.get_by_role("row")).to_have_count(2)  # the header and the passkey
+    expect(passkeys.get_by_role("cell", name="Never")).to_be_visible()
+    screenshot(page, "3-account-with-passkey")
+    sign_out(page, site)
+
+    # One touch: no trip to GitHub, one call to Supabase that issues tokens.
+    site.network.calls.clear()
+    visited: list[str] = []
+    page.on("framenavigated", lambda frame: visited.append(frame.url))
+    page.get_by_role("button", name="Sign in with a passkey").click()
+    page.wait_for_url(site.url + "/")
+    expect(page.get_by_role("heading", name="Hello, The Octocat")).to_be_visible()
+    expect(page.get_by_role("status")).to_have_text("Signed in as The Octocat.")
+    assert len(site.network.paths(*TOKEN_ISSUING)) == 1
+    assert site.network.paths("/github") == []
+    assert visited == [site.url + "/"]  # never through Supabase's /authorize or GitHub
+    expect(page.get_by_role("region", name="Sign in faster next time")).to_have_count(0)
+    screenshot(page, "4-signed-in-with-passkey")
+
+    # Rename it, then remove it.
+    header(page).get_by_role("link", name="Account").click()
+    passkeys = page.get_by_role("region", name="Passkeys")
+    expect(passkeys.get_by_role("cell", name="Never")).to_have_count(0)  # used just now
+    passkeys.get_by_role("link", name="Rename Passkey").click()
+    page.get_by_label("New name").fill("This laptop")
+    page.get_by_role("button", name="Save the name").click()
+    expect(page.get_by_role("status")).to_have_text("Passkey renamed to “This laptop”.")
+    passkeys.get_by_role("link", name="Remove This laptop").click()
+    expect(page.get_by_role("heading", name="Remove the passkey “This laptop”?")).to_be_visible()
+    screenshot(page, "5-remove")
+    page.get_by_role("button", name="Remove it").click()
+    expect(page.get_by_role("status")).to_contain_text("Passkey removed")
+    expect(passkeys.get_by_text("No passkeys yet.")).to_be_visible()
+    sign_out(page, site)
+
+    # The browser still holds the passkey; the site no longer knows it.
+    page.get_by_role("button", name="Sign in with a passkey").click()
+    expect(page.get_by_role("heading", name="Sign-in did not complete")).to_be_visible()
+    expect(page.get_by_text("it was removed from your account")).to_be_visible()
+    screenshot(page, "6-removed-passkey-refused")
+    # The refusal page's own 401 is the only error any page reported (no CSP violation).
+    assert [e for e in console.errors if "status of 401" not in e] == [], console.errors
