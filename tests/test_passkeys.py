@@ -596,3 +596,44 @@ def test_make_dev_turns_passkeys_on_for_the_apps_origin(app_url, on):
         origin = app_url.rstrip("/")
         assert config["WEBAUTHN_RP_ORIGINS"] == (origin,)
         assert config["WEBAUTHN_RP_ID"] == origin.split("//")[1].split(":")[0]
+
+
+# --- the cookie ----------------------------------------------------------------------------
+
+
+def test_passkey_ceremonies_keep_the_cookie_within_budget(client, signed_in):
+    client.get("/")  # the offer was made: its record is in the cookie now
+    before = len(client.get_cookie("session").value)
+    token = token_of(client)
+    for _ in range(passkeys.MAX_CEREMONIES + 2):  # more tabs than are remembered
+        assert registration_options(client, token).status_code == 200
+    with client.session_transaction() as stored:
+        assert len(stored[passkeys.CEREMONIES_KEY]) == passkeys.MAX_CEREMONIES
+    after = len(client.get_cookie("session").value)
+    print(f"cookie bytes: {before} signed in, {after} with {passkeys.MAX_CEREMONIES} "
+          "passkey requests under way")
+    assert after - before <= 700 and after <= 4096
+
+
+@pytest.mark.parametrize("raw, value", [("true", True), ("off", False), ("", None)])
+def test_passkeys_enabled_is_read_from_the_environment(monkeypatch, tmp_path, raw, value):
+    from app import create_app
+    from tests.test_config import GOOD
+
+    for name, setting in {**GOOD, "PASSKEYS_ENABLED": raw,
+                          "INSTANCE_PATH": str(tmp_path)}.items():
+        monkeypatch.setenv(name, setting)
+    app = create_app()
+    app.extensions["supabase"].http.close()
+    assert app.config["PASSKEYS_ENABLED"] is value
+
+
+def test_passkeys_enabled_must_be_on_or_off(monkeypatch):
+    from app import create_app
+    from config import ConfigError
+    from tests.test_config import GOOD
+
+    for name, setting in {**GOOD, "PASSKEYS_ENABLED": "maybe"}.items():
+        monkeypatch.setenv(name, setting)
+    with pytest.raises(ConfigError, match="PASSKEYS_ENABLED='maybe' is not a valid boolean"):
+        create_app()
