@@ -125,7 +125,7 @@ def add_passkey(client, authenticator: Authenticator, **create) -> httpx.Respons
 
 
 def sign_in_options(client) -> tuple[str, dict]:
-    token = token_of(client, "/signin")
+    token = token_of(client, "/")
     answer = client.post("/passkeys/signin/options", json={}, headers={"X-CSRFToken": token})
     assert answer.status_code == 200, answer.get_data(as_text=True)
     return token, answer.get_json()["options"]
@@ -432,6 +432,20 @@ def test_removing_needs_a_recent_sign_in(client, signed_in, authenticator, monke
                            data={"csrf_token": token_of(client)})
     assert response.status_code == 200 and "remove a passkey" in text(response)
     assert passkey_ids(client) == [passkey_id]
+
+
+def test_a_passkey_sign_in_is_the_recent_sign_in_removing_asks_for(
+        client, with_passkey, authenticator, browser, monkeypatch):
+    browser.sign_in(with_passkey)
+    [passkey_id] = passkey_ids(client)
+    move_app_clock(monkeypatch, 601)
+    confirm = f"/account/passkeys/{passkey_id}/remove"
+    asked = client.post(confirm, data={"csrf_token": token_of(client)})
+    assert "Sign in with a passkey" in text(asked) and f'value="{confirm}"' in text(asked)
+    again = sign_in_with_passkey(client, authenticator, confirm)
+    assert again.headers["Location"] == confirm
+    removed = client.post(confirm, data={"csrf_token": token_of(client, confirm)})
+    assert removed.status_code == 302 and passkey_ids(client) == []
 
 
 @pytest.mark.parametrize("action", ["rename", "remove"])

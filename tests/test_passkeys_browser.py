@@ -164,3 +164,45 @@ def test_sign_up_with_github_then_sign_in_with_a_passkey(page, site):
     screenshot(page, "6-removed-passkey-refused")
     # The refusal page's own 401 is the only error any page reported (no CSP violation).
     assert [e for e in console.errors if "status of 401" not in e] == [], console.errors
+
+
+@pytest.mark.parametrize("answer, message", [
+    (None, "The passkey request was cancelled or timed out. Nothing was changed; try again "
+           "when you are ready."),  # the browser holds no passkey for the site
+    ((429, {"code": "over_request_rate_limit", "message": "Request rate limit reached"}),
+     "Too many passkey requests from your network right now. Please wait a minute and try "
+     "again."),
+    ("down", "We could not reach the sign-in service while starting a passkey sign-in. Please "
+             "try again in a moment."),
+    ((404, {"code": "passkey_disabled", "message": "Passkeys are disabled"}),
+     "Passkeys are turned off for this site right now. Please sign in another way, such as "
+     "with GitHub."),
+])
+def test_a_sign_in_that_cannot_start_says_why_on_the_page(page, site, answer, message):
+    if answer is not None:
+        site.network.answers["/auth/v1/passkeys/authentication/options"] = answer
+    page.goto(site.url + "/")
+    page.get_by_role("button", name="Sign in with a passkey").click()
+    expect(page.locator("form[data-passkey-signin]").get_by_role("status")).to_have_text(message)
+    expect(page).to_have_url(site.url + "/")  # still on the page, free to try another way
+
+
+def test_adding_a_passkey_long_after_signing_in_links_to_sign_in_again(page, site,
+                                                                      monkeypatch):
+    from tests.helpers import move_app_clock
+
+    page.get_by_role("button", name="Sign in with GitHub").click()
+    page.get_by_role("button", name="Authorize", exact=True).click()
+    page.wait_for_url(site.url + "/")
+    move_app_clock(monkeypatch, 601)
+    page.goto(site.url + "/account")
+    section = page.get_by_role("region", name="Passkeys")
+    section.get_by_role("button", name="Add a passkey").click()
+    expect(section.get_by_role("status")).to_have_text(
+        "For your security, adding a passkey needs a sign-in from the last 10 minutes. "
+        "Sign in again")
+    screenshot(page, "7-add-needs-recent-sign-in")
+    section.get_by_role("link", name="Sign in again").click()
+    expect(page.get_by_role("heading", name="Confirm it is you")).to_be_visible()
+    expect(page.get_by_role("button", name="Sign in with GitHub")).to_be_visible()
+    expect(page.get_by_role("button", name="Sign in with a passkey")).to_be_visible()
