@@ -114,6 +114,13 @@ MANAGE_REFUSALS = {
     "no_authorization": "Your session cannot manage passkeys. Please sign in again.",
 }
 
+# Asking for registration options, validation_failed is Supabase refusing an SSO account.
+OPTIONS_REFUSALS = {
+    **MANAGE_REFUSALS,
+    "validation_failed": "Accounts that sign in through your organisation's single sign-on "
+                         "cannot add passkeys here.",
+}
+
 
 class Unanswered(Exception):
     """Supabase gave no usable answer (down, rate-limited, or a 5xx); the message says so."""
@@ -374,17 +381,17 @@ def registration_options():
             link="Sign in again")
     try:
         options = _options(REGISTRATION, "passkeys/registration/options", "adding a passkey",
-                           frozenset(MANAGE_REFUSALS))
+                           frozenset(OPTIONS_REFUSALS))
     except Unanswered as error:
         return _json_failure(error.status, error.message)
     except SUPABASE_ERRORS as error:
-        if classify(error, frozenset(MANAGE_REFUSALS)) is Failure.ENDED:
+        if classify(error, frozenset(OPTIONS_REFUSALS)) is Failure.ENDED:
             session.pop(STORAGE_KEY, None)
             return _json_failure(401, "Your session has ended. Please sign in again.",
                                  href=url_for("auth.signin_page"), link="Sign in")
         log.info("passkey registration options refused: %s", error.code)
-        return _json_failure(400 if error.code != "passkey_disabled" else 404,
-                             MANAGE_REFUSALS.get(error.code, DISABLED))
+        return _json_failure(404 if error.code == "passkey_disabled" else 400,
+                             OPTIONS_REFUSALS[error.code])
     return {"options": options}
 
 

@@ -404,6 +404,26 @@ def test_add_list_rename_and_remove(client, signed_in, authenticator):
     assert "Passkey removed" in page and "No passkeys yet" in page
 
 
+@pytest.mark.parametrize("answer, status, message", [
+    ((422, {"code": "too_many_passkeys", "message": "Maximum number of passkeys reached"}),
+     400, "You have as many passkeys as this site allows"),
+    ((422, {"code": "validation_failed", "message": "SSO users cannot register passkeys"}),
+     400, "single sign-on cannot add passkeys here"),
+    ((403, {"code": "insufficient_aal", "message": "AAL2 session is required"}), 400,
+     "Enter a code from your authenticator app first"),
+    ((401, {"code": "session_not_found", "message": "Session not found"}), 401,
+     "Your session has ended"),
+    ((500, {"code": "unexpected_failure", "message": "Database error"}), 503,
+     "We could not reach the sign-in service while adding a passkey"),
+])
+def test_adding_refused_or_unanswered_says_why(client, signed_in, network, answer, status,
+                                               message):
+    token = token_of(client)
+    network.answers["/auth/v1/passkeys/registration/options"] = answer
+    response = registration_options(client, token)
+    assert response.status_code == status and message in response.get_json()["message"]
+
+
 def test_last_used_is_shown_after_a_sign_in(client, with_passkey, authenticator):
     sign_in_with_passkey(client, authenticator, "/account")
     page = text(client.get("/account"))
