@@ -111,8 +111,10 @@ class User(UserMixin):
 
     @property
     def role(self) -> str | None:
-        """Set by the team in app_metadata (people cannot write it themselves)."""
-        return self.app_metadata.get("role")
+        """The role in the claim AUTH_ROLE_CLAIM names (app_metadata.role unless a hook's)."""
+        from roles import claimed_role  # roles imports two_factor, which imports this module
+
+        return claimed_role(self.claims)
 
 
 def init_app(app: Flask) -> None:

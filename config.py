@@ -26,6 +26,9 @@ DEFAULTS = {
     "AUTH_PROVIDERS": "github",
     "AUTH_SCOPES": "",  # e.g. "github:read:user repo,gitlab:read_user"
     "AUTH_REVALIDATE_SECONDS": 60,
+    # The access-token claim that holds a person's role (roles.py), a dotted path: the role the
+    # team sets in app_metadata, or e.g. "user_role" when a custom access token hook adds it.
+    "AUTH_ROLE_CLAIM": "app_metadata.role",
     # Every signed-in page needs two-factor authentication (aal2); people without a factor are
     # asked to set one up first. Off: only views marked @aal2_required need it.
     "AUTH_REQUIRE_MFA": False,
@@ -79,6 +82,7 @@ ENVIRONMENT = {
     "AUTH_PROVIDERS": str,
     "AUTH_SCOPES": str,
     "AUTH_REVALIDATE_SECONDS": int,
+    "AUTH_ROLE_CLAIM": str,
     "AUTH_REQUIRE_MFA": boolean,
     "AUTH_RECENT_SIGN_IN_SECONDS": int,
     "GITHUB_API_URL": str,
@@ -129,6 +133,7 @@ def check(app: Flask) -> None:
     problems = [f"{name} is not set" for name in ("SUPABASE_URL", "SUPABASE_KEY")
                 if not (app.config[name] or "").strip()]
     problems += _url_problems(app, "SUPABASE_URL") + _url_problems(app, "SITE_URL")
+    problems += _role_claim_problems(app.config["AUTH_ROLE_CLAIM"])
     if app.config["TRUSTED_PROXY_COUNT"] < 0:
         problems.append("TRUSTED_PROXY_COUNT must be 0 (no proxy) or the number of proxies")
     if app.config["AUTH_RECENT_SIGN_IN_SECONDS"] <= 0:
@@ -160,6 +165,16 @@ def _is_loopback(url: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _role_claim_problems(path: str) -> list[str]:
+    parts = (path or "").split(".")
+    if not all(part.strip() for part in parts):
+        return [f"AUTH_ROLE_CLAIM={path!r} is not a claim name or a dotted path to one"]
+    if parts[0] == "user_metadata":
+        return ["AUTH_ROLE_CLAIM must not point into user_metadata, which people can edit "
+                "themselves; use app_metadata or a claim a custom access token hook adds"]
+    return []
 
 
 def _from_environment() -> dict:

@@ -49,6 +49,12 @@ MFA_FACTORS = "mfa_factors"
 # owner at the challenge, told why, instead of letting them through at aal1.
 CHALLENGEABLE_FACTORS = frozenset({"totp"})
 
+# A short digest of the user's app_metadata as Supabase last handed it over with tokens (the
+# token response's user, not the token's claims). The periodic GET /user check compares with
+# it to tell whether the team changed app_metadata since: a custom access token hook may put
+# anything in the token's own app_metadata, so the token cannot be the reference.
+APP_METADATA_DIGEST = "app_metadata_digest"
+
 TOKEN_CHARACTERS = re.compile(r"[A-Za-z0-9_-]+")  # a sealed cookie: unpadded base64url
 
 
@@ -81,7 +87,7 @@ class CheckedCookieSessionInterface(SecureCookieSessionInterface):
 
     A signed-in browser sends the same cookie on every page until its tokens change, so each
     opened cookie is remembered (per process, bounded, by its exact value and keys): a repeat
-    visit costs a lookup and a copy instead of an HMAC check, AES, zlib and JSON.
+    visit costs a lookup and a copy instead of AES-GCM, zlib and JSON.
     """
 
     MAX_REMEMBERED = 64  # cookies of the browsers active this moment; ~4.5 KB each
@@ -120,17 +126,28 @@ class CheckedCookieSessionInterface(SecureCookieSessionInterface):
         max_age = int(app.permanent_session_lifetime.total_seconds())
         with self._lock:
             remembered = self._remembered.get((sealer, value))
-        if remembered is not None and time.time() - remembered[0] <= max_age:
-            return self.session_class(_copied(remembered[1]))
-        try:
-            data, sealed_at = sealer.loads(value, max_age)
-        except UnreadableCookie:
-            return self._upgraded(app, value, max_age)
-        if not _looks_like_session(data):
-            return self.session_class({})
-        with self._lock:
-            self._remembered[(sealer, value)] = (sealed_at, _copied(data))
-        return self.session_class(data)
+        if remembered is None or time.time() - remembered[0] > max_age:
+            try:
+                data, sealed_at = sealer.loads(value, max_age)
+            except UnreadableCookie:
+                return self._upgraded(app, value, max_age)
+            if not _looks_like_session(data):
+                return self.session_class({})
+            remembered = (sealed_at, data)
+            with self._lock:
+                self._remembered[(sealer, value)] = remembered
+        opened = self.session_class(_copied(remembered[1]))
+        opened.in_cookie = remembered[1]  # never changed: views get copies
+        return opened
+
+    def should_set_cookie(self, app, session) -> bool:
+        """Flask's rule, but a session written back unchanged keeps the cookie it came in.
+
+        A sealed cookie never repeats (a random nonce each time), so each needless rewrite
+        would cost the next request a full open instead of a remembered one.
+        """
+        unchanged = dict(session) == getattr(session, "in_cookie", None)
+        return super().should_set_cookie(app, session) and not unchanged
 
     def _upgraded(self, app, value: str, max_age: int):
         """A signed cookie from before encryption (or junk): read once, then rewritten sealed."""
@@ -255,7 +272,15 @@ def _compact(raw_session: str, previous: dict | None) -> dict:
     factors = verified_factors(data["user"].get("factors"))
     if factors:
         kept[MFA_FACTORS] = factors
+    kept[APP_METADATA_DIGEST] = app_metadata_digest(data["user"].get("app_metadata"))
     return kept
+
+
+def app_metadata_digest(app_metadata) -> str:
+    """16 hex digits that change whenever a user's app_metadata does (canonical JSON, SHA-256)."""
+    canonical = json.dumps(app_metadata or {}, sort_keys=True, separators=(",", ":"),
+                           ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def verified_factors(factors, types: frozenset[str] | None = None) -> int:

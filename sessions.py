@@ -5,8 +5,10 @@ Three kinds of call, chosen to spend as little of Supabase's budget as the promi
 - every AUTH_REVALIDATE_SECONDS: GET /auth/v1/user, which Supabase does not rate-limit and which
   refuses a banned, deleted or signed-out session;
 - about once per token lifetime: a refresh (POST /auth/v1/token, the rate-limited one), when
-  the token is about to expire or when /user shows app_metadata the token does not have yet,
-  or that a verified MFA factor was removed while the token still says aal2.
+  the token is about to expire, when /user shows app_metadata other than Supabase handed over
+  with the current tokens (a digest kept in the cookie: a custom access token hook may rewrite
+  the token's own app_metadata), or that a verified MFA factor was removed while the token
+  still says aal2.
 
 /user also tells how many verified MFA factors the person has; the cookie keeps that number, so
 whether a person at aal1 must answer a challenge is known on every request without a call.
@@ -28,7 +30,13 @@ from supabase_auth.errors import AuthInvalidJwtError
 from supabase_auth.helpers import decode_jwt
 from werkzeug.exceptions import ServiceUnavailable
 
-from flask_storage import MFA_FACTORS, stored_tokens, verified_factors
+from flask_storage import (
+    APP_METADATA_DIGEST,
+    MFA_FACTORS,
+    app_metadata_digest,
+    stored_tokens,
+    verified_factors,
+)
 from supabase_client import extension, get_supabase
 from supabase_errors import REFRESH_ENDING, SESSION_ENDING, SUPABASE_ERRORS, Failure, classify
 from tokens import InvalidToken, KeysUnavailable, UnknownSigningKey, freeze
@@ -90,7 +98,7 @@ def _revalidate(tokens: dict, claims: Mapping) -> Mapping:
         _not_answered(error, "checking your session")
         return claims
     extension().backoff.succeeded()
-    if freeze(user.app_metadata or {}) != claims.get("app_metadata", {}):
+    if _app_metadata_changed(tokens, claims, user.app_metadata):
         log.info("app_metadata changed in Supabase: refreshing so the token carries it")
         return _refresh(tokens, valid_claims=claims)
     factors = verified_factors(user.factors)
@@ -100,6 +108,18 @@ def _revalidate(tokens: dict, claims: Mapping) -> Mapping:
         return _refresh(tokens, valid_claims=claims)
     _mark_checked(tokens, factors)
     return claims
+
+
+def _app_metadata_changed(tokens: dict, claims: Mapping, app_metadata) -> bool:
+    """Whether /user's app_metadata differs from what came with the current tokens.
+
+    A cookie written before the digest was kept is compared with the token once; the refresh
+    that follows a difference stores the digest.
+    """
+    seen = tokens.get(APP_METADATA_DIGEST)
+    if not isinstance(seen, str):
+        return freeze(app_metadata or {}) != claims.get("app_metadata", {})
+    return app_metadata_digest(app_metadata) != seen
 
 
 def fresh_user(doing: str):

@@ -68,7 +68,8 @@ class Plan:
 FULL = Plan(rounds=3, warmup_seconds=2, page_seconds=6, page_cap=200_000, connections=2,
             signin_seconds=8, signin_concurrency=2, user_counts=(1, 10, 100, 1000),
             scaling_seconds=5, heavy_signins=5000, heavy_requests=50_000, heavy_seconds=90,
-            inprocess_requests=3000, inprocess_refreshes=200, call_variants=3)
+            inprocess_requests=3000, inprocess_refreshes=200,
+            call_variants=len(calls.VARIANTS))
 SMOKE = Plan(rounds=1, warmup_seconds=0, page_seconds=1, page_cap=50, connections=2,
              signin_seconds=1, signin_concurrency=2, user_counts=(1, 3),
              scaling_seconds=1, heavy_signins=3, heavy_requests=20, heavy_seconds=2,

@@ -6,6 +6,8 @@ it talks to an in-process emulator (its defaults: JWT_EXP 3,600 s, the /token ra
 through an httpx transport that counts each call by kind. Nothing sleeps: one simulated clock
 is moved for both sides, the ``time`` module of the app's own modules and the emulator's CLOCK,
 which stamps the tokens it issues, so tokens expire and checks fall due as in a real hour.
+Two variants run with a custom access token hook in the project (answered in-process): one
+that adds a ``user_role`` claim, one that rewrites ``app_metadata`` in the token.
 
 The same code counts this checkout and a baseline's git worktree, each in its own process
 (``python -m bench.calls --tree PATH --out FILE``) whose sys.path starts with that tree, so its
@@ -16,6 +18,7 @@ versions talk to the same server, as in the page measurement.
 from __future__ import annotations
 
 import argparse
+import base64
 import importlib
 import json
 import os
@@ -57,17 +60,41 @@ RUN_TIMEOUT = 300.0  # seconds for one tree's subprocess (about 5 s on a quiet m
 
 @dataclass(frozen=True)
 class Variant:
-    """How often the person opens a page, and how often the app re-checks the session."""
+    """How often the person opens a page, how often the app re-checks the session, and which
+    custom access token hook (HOOKS) the project runs, if any."""
 
     name: str
     page_seconds: int
     revalidate_seconds: int
+    hook: str | None = None
 
+
+def project_role(app_metadata: dict) -> str:
+    """What a hook would look up in the project's own table of roles."""
+    return "editor" if app_metadata.get("team") == "docs" else "member"
+
+
+def add_user_role(claims: dict) -> None:
+    """A hook that adds a claim: the token differs from /user only in a claim of its own."""
+    claims["user_role"] = project_role(claims["app_metadata"])
+
+
+def rewrite_app_metadata(claims: dict) -> None:
+    """A hook that rewrites app_metadata: the token's never equals what /user says."""
+    claims["app_metadata"] = {**claims["app_metadata"],
+                              "role": project_role(claims["app_metadata"]), "hooked": True}
+
+
+HOOKS = {"user_role": add_user_role, "app_metadata": rewrite_app_metadata}
 
 VARIANTS = (
     Variant("page every 5 s", page_seconds=5, revalidate_seconds=60),
     Variant("page every 60 s", page_seconds=60, revalidate_seconds=60),
     Variant("every 5 s, revalidate 300 s", page_seconds=5, revalidate_seconds=300),
+    Variant("every 5 s, hook adds user_role", page_seconds=5, revalidate_seconds=60,
+            hook="user_role"),
+    Variant("every 5 s, hook rewrites app_metadata", page_seconds=5, revalidate_seconds=60,
+            hook="app_metadata"),
 )
 
 
@@ -148,6 +175,24 @@ class SimulationFailed(RuntimeError):
     """The person was not where a browser would be (signed out, an error page, a loop)."""
 
 
+def hook_settings(hook: str | None) -> dict:
+    """The emulator's settings for a custom access token hook, answered in-process."""
+    if hook is None:
+        return {}
+    change = HOOKS[hook]
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        claims = json.loads(request.content)["claims"]
+        change(claims)
+        return httpx.Response(200, json={"claims": claims})
+
+    secret = "v1,whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    return {"HOOK_CUSTOM_ACCESS_TOKEN_ENABLED": True,
+            "HOOK_CUSTOM_ACCESS_TOKEN_URI": "http://127.0.0.1/hooks/custom-access-token",
+            "HOOK_CUSTOM_ACCESS_TOKEN_SECRETS": secret,
+            "HOOK_TRANSPORT": httpx.MockTransport(handle)}
+
+
 def simulate(create_app: Callable[[dict], Flask], app_modules: list[types.ModuleType],
              variant: Variant) -> dict:
     """One person-hour against a fresh emulator and a fresh app; the calls it cost."""
@@ -155,7 +200,7 @@ def simulate(create_app: Callable[[dict], Flask], app_modules: list[types.Module
     supabase_url = f"http://127.0.0.1:{free_port()}"  # nothing listens: every call is in-process
     supabase = emulator.create_app({"DATABASE": ":memory:", "PUBLIC_URL": supabase_url,
                                     "SITE_URL": SITE_URL, "GITHUB_AUTO_LOGIN": PERSON_LOGIN,
-                                    "CLOCK": clock})
+                                    "CLOCK": clock, **hook_settings(variant.hook)})
     counting = CountingTransport(httpx.WSGITransport(app=supabase))
     app = create_app({"SUPABASE_URL": supabase_url, "SUPABASE_KEY": keys.ANON_KEY,
                       "SECRET_KEY": secrets.token_hex(32), "SITE_URL": SITE_URL, "TESTING": True,

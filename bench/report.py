@@ -239,6 +239,8 @@ CALL_NOTES = (
     "* per process, not per person: the JWKS when a token needs verifying (at most every 10 min),",
     "the settings when a sign-in starts (at most once a minute); one process here.",
     "A person-hour here includes its sign-in (the pkce call); each further hour costs one less.",
+    "Hook: the project's custom access token hook adds a user_role claim (claim) or rewrites",
+    "app_metadata in the token (app_md); it runs at the sign-in and at every refresh.",
 )
 
 
@@ -262,6 +264,8 @@ def _calls(section: dict, meta: dict) -> list[str]:
              f"   {'page every / re-checked every':30}" + "".join(
                  _period(variant).rjust(cell * len(versions)) for variant in variants),
              f"   {'':30}" + "".join(version.rjust(cell) for _ in variants for version in versions)]
+    lines.append(line("custom access token hook",
+                      lambda run: _hook_label(run["variant"].get("hook"))))
     lines += [line(CALL_ROWS.get(kind, kind), lambda run, kind=kind: run["calls"].get(kind, 0))
               for kind in kinds]
     lines += [line("pages opened", lambda run: run["pages"]),
@@ -274,6 +278,10 @@ def _calls(section: dict, meta: dict) -> list[str]:
               line("sends Sb-Forwarded-For",
                    lambda run: "yes" if run["budget"]["sends_forwarded_for"] else "no")]
     return lines + [f"   {note}" for note in CALL_NOTES]
+
+
+def _hook_label(hook: str | None) -> str:
+    return {None: "-", "user_role": "claim", "app_metadata": "app_md"}.get(hook, hook)
 
 
 def _period(variant: dict) -> str:

@@ -66,4 +66,5 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 def close_app(app: Flask) -> None:
     """Release what create_app opened (database connection, HTTP pool)."""
     provider.close(app)
+    app.extensions["emulator.tokens"].close()
     app.extensions["emulator.db"].close()

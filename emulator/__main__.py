@@ -8,11 +8,9 @@ import ipaddress
 import os
 import sys
 
-from werkzeug.serving import run_simple
-
 from . import close_app, create_app, datafile_cli, db, ratelimit, signing_keys_cli
-from .config import DEFAULTS, for_app, from_environ, load
-from .serve import HeaderKeepingHandler
+from .config import DEFAULTS, PYTHON_ONLY, for_app, from_environ, load
+from .serve import serve_forever
 from .tokens import api_key
 
 DEFAULT_HOST = "127.0.0.1"
@@ -21,7 +19,7 @@ DEFAULT_PORT = 54321
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Read the command-line options."""
-    settings = ", ".join(key for key in DEFAULTS if key != "CLOCK")
+    settings = ", ".join(key for key in DEFAULTS if key not in PYTHON_ONLY)
     parser = argparse.ArgumentParser(
         prog="python -m emulator", description="Local Supabase Auth emulator + GitHub stand-in",
         epilog=f"Settings come from EMULATOR_<KEY> variables (see emulator/README.md): {settings}. "
@@ -124,8 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     print(limit_line(config))
     print("\n".join(lines), flush=True)
     try:
-        run_simple(args.host, args.port, app, threaded=True,
-                   request_handler=HeaderKeepingHandler)
+        serve_forever(args.host, args.port, app)
     finally:
         close_app(app)
     return 0

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import keys
+from . import hooks, keys
 from .users import parse_go_duration
 
 DEFAULTS: dict[str, Any] = {
@@ -60,8 +60,14 @@ DEFAULTS: dict[str, Any] = {
     "WEBAUTHN_RP_ORIGINS": "",
     "WEBAUTHN_CHALLENGE_EXPIRY_DURATION": "5m",
     "RATE_LIMIT_PASSKEY": 30,
+    # The custom access token hook (GOTRUE_HOOK_CUSTOM_ACCESS_TOKEN_*); see hooks.py.
+    "HOOK_CUSTOM_ACCESS_TOKEN_ENABLED": False,
+    "HOOK_CUSTOM_ACCESS_TOKEN_URI": "",
+    "HOOK_CUSTOM_ACCESS_TOKEN_SECRETS": "",
+    "HOOK_TRANSPORT": None,  # Python only: an httpx transport for the hook calls (benchmarks)
     "CLOCK": time.time,
 }
+PYTHON_ONLY = {"CLOCK", "HOOK_TRANSPORT"}
 
 INT_KEYS = {"JWT_EXP", "FLOW_STATE_EXPIRY", "REFRESH_TOKEN_REUSE_INTERVAL",
             "RATE_LIMIT_TOKEN_REFRESH", "MFA_MAX_ENROLLED_FACTORS", "MFA_MAX_VERIFIED_FACTORS",
@@ -70,7 +76,7 @@ INT_KEYS = {"JWT_EXP", "FLOW_STATE_EXPIRY", "REFRESH_TOKEN_REUSE_INTERVAL",
             "RATE_LIMIT_PASSKEY"}
 BOOL_KEYS = {"DISABLE_SIGNUP", "MAILER_AUTOCONFIRM", "REFRESH_TOKEN_ROTATION_ENABLED",
              "MANUAL_LINKING", "SB_FORWARDED_FOR", "MFA_TOTP_ENROLL_ENABLED",
-             "MFA_TOTP_VERIFY_ENABLED", "PASSKEY_ENABLED"}
+             "MFA_TOTP_VERIFY_ENABLED", "PASSKEY_ENABLED", "HOOK_CUSTOM_ACCESS_TOKEN_ENABLED"}
 HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
 MIN_MFA_EXPIRY = 300  # ApplyDefaults raises shorter challenge and factor expiries to this
 MIN_FLOW_STATE_EXPIRY = 300
@@ -222,6 +228,7 @@ def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     check_mfa(config)
     check_passkeys(config)
     check_api_keys(config)
+    hooks.check_config(config)
     config["GITHUB_REDIRECT_URI"] = (
         config["GITHUB_REDIRECT_URI"] or config["PUBLIC_URL"] + "/auth/v1/callback"
     )
@@ -229,10 +236,11 @@ def load(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
 
 
 def from_environ(environ: Mapping[str, str]) -> dict[str, str]:
-    """Map ``EMULATOR_<KEY>`` environment variables to config keys (CLOCK excluded)."""
+    """Map ``EMULATOR_<KEY>`` environment variables to config keys (Python-only ones excluded)."""
     prefix = "EMULATOR_"
     return {
         name[len(prefix):]: value
         for name, value in environ.items()
-        if name.startswith(prefix) and name[len(prefix):] in DEFAULTS and name != "EMULATOR_CLOCK"
+        if name.startswith(prefix) and name[len(prefix):] in DEFAULTS
+        and name[len(prefix):] not in PYTHON_ONLY
     }

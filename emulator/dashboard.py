@@ -419,8 +419,15 @@ def audit_log() -> str:
     rows, total = audit.find(get_db(), filters, page, PER_PAGE)
     entries = [audit_row(row) for row in rows]
     return render_template("dashboard_audit.html", entries=entries, actor=actor, action=action,
-                           actions=sorted(audit.LOG_TYPES), known_users=existing(entries),
+                           actions=written_actions(action), known_users=existing(entries),
                            pager=pager("dashboard.audit_log", page, total))
+
+
+def written_actions(chosen: str) -> list[str]:
+    """The filter's choices: the actions the log holds (what the emulator has written), not
+    every action the real server knows, and the one chosen."""
+    rows = get_db().all("SELECT DISTINCT json_extract(payload, '$.action') FROM audit_log_entries")
+    return sorted({row[0] for row in rows if row[0] in audit.LOG_TYPES} | ({chosen} - {""}))
 
 
 def existing(entries: list[dict[str, Any]]) -> set[str]:

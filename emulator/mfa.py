@@ -13,7 +13,7 @@ import sqlite3
 import uuid
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlsplit
 
 import pyotp
 import segno
@@ -34,6 +34,8 @@ TOTP_METHOD = "totp"  # the session's amr method a TOTP verification adds
 BURST = 30  # the real server's burst for the challenge and verify limiters
 QR_MODULE = 3  # pixels per QR module (DefaultQRSize)
 SKEW = 1  # time steps accepted either side of now
+# What Go's url.PathEscape leaves unescaped besides letters, digits and "-_.~".
+PATH_SEGMENT_SAFE = "$&+:=@"
 UUID_FORMS = {
     32: re.compile(r"[0-9a-fA-F]{32}"),
     36: re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"),
@@ -142,8 +144,11 @@ def totp_key(issuer: str, account: str) -> tuple[str, str]:
     way pquerna/otp builds it: escaped path, then the parameters sorted by name."""
     secret = pyotp.random_base32(32)
     path = quote(f"/{issuer}:{account}", safe="/:@$&+,;=")
-    query = urlencode(sorted({"algorithm": "SHA1", "digits": "6", "issuer": issuer,
-                              "period": "30", "secret": secret}.items()))
+    # pquerna/otp's EncodeQuery escapes names and values with url.PathEscape, not QueryEscape:
+    # ":" stays as it is and a space is %20 (never "+").
+    query = "&".join(f"{name}={quote(value, safe=PATH_SEGMENT_SAFE)}" for name, value in sorted(
+        {"algorithm": "SHA1", "digits": "6", "issuer": issuer, "period": "30",
+         "secret": secret}.items()))
     return secret, f"otpauth://totp{path}?{query}"
 
 
@@ -389,7 +394,7 @@ def raise_session(conn: sqlite3.Connection, user: dict[str, Any], claims: dict[s
     user["last_sign_in_at"] = now
     users.save(conn, user, now)
     return sessions.token_response(conn, user, {"id": session_id, "aal": "aal2", "amr": amr},
-                                   token, now)
+                                   token, now, TOTP_METHOD)
 
 
 # --- unenrol ---------------------------------------------------------------------------------

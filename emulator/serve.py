@@ -1,26 +1,77 @@
-"""Run the emulator on a threaded werkzeug server in the background (tests, benchmarks)."""
+"""Serve the emulator over HTTP/1.1 with keep-alive (cheroot), in the foreground or a thread.
 
+A hosted project's gateway keeps connections open between requests, so an app's connection
+pool reuses them; werkzeug's development server closes every connection after one response,
+which would leave the pool's reuse (and its stale-connection handling) untested. cheroot keeps
+them open, parks idle ones without holding a worker thread, closes those idle for
+``KEEP_ALIVE_SECONDS`` and, on stop, every open one, so a pool never reaches a stopped emulator.
+"""
+
+import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from cheroot import wsgi
 from flask import Flask
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from . import close_app, create_app, keys
 from .tokens import api_key
 
+log = logging.getLogger("emulator.access")
 
-class HeaderKeepingHandler(WSGIRequestHandler):
-    """Keep headers named with ``_`` (werkzeug drops them; GoTrue reads ``redirect_to``)."""
+THREADS = 64  # requests handled at once (a slow hook holds one for up to 5 s)
+BACKLOG = 128  # connections waiting to be accepted
+KEEP_ALIVE_SECONDS = 60  # an idle connection is closed after this (a request's read timeout too)
+MAX_KEPT_ALIVE = 1000  # open connections beyond this get "Connection: close"
 
-    def make_environ(self) -> dict[str, Any]:
-        """Add underscore headers as ``HTTP_<NAME>`` like other headers."""
-        environ = super().make_environ()
-        for name, value in self.headers.items():
-            if "_" in name:
-                environ.setdefault("HTTP_" + name.upper(), value)
-        return environ
+
+class AccessLog:
+    """Log one line per request, in the shape werkzeug's server wrote (tests count them)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict, start_response: Any) -> Any:
+        """Call the app; log the request line and status once the app has answered."""
+        status: list[str] = []
+
+        def recording_start_response(line: str, headers: list, exc_info: Any = None) -> Any:
+            status[:] = [line.split(" ", 1)[0]]
+            return start_response(line, headers, exc_info)
+
+        body = self.app(environ, recording_start_response)
+        target = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")
+        log.info('%s - - [%s] "%s %s %s" %s -', environ.get("REMOTE_ADDR", "-"),
+                 time.strftime("%d/%b/%Y %H:%M:%S"), environ.get("REQUEST_METHOD"), target,
+                 environ.get("SERVER_PROTOCOL"), status[0] if status else "-")
+        return body
+
+
+def make_server(host: str, port: int, app: Any) -> wsgi.Server:
+    """A bound HTTP/1.1 server for ``app`` (port 0: a free one), not yet serving."""
+    server = wsgi.Server((host, port), AccessLog(app), numthreads=THREADS,
+                         request_queue_size=BACKLOG, timeout=KEEP_ALIVE_SECONDS)
+    server.keep_alive_conn_limit = MAX_KEPT_ALIVE
+    server.prepare()
+    return server
+
+
+def serve_forever(host: str, port: int, app: Flask) -> None:
+    """Serve in the foreground until interrupted (the command line)."""
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+    server = make_server(host, port, app)
+    try:
+        server.serve()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
 
 
 class LateApp:
@@ -40,7 +91,7 @@ class RunningEmulator:
 
     url: str
     app: Flask
-    server: BaseWSGIServer
+    server: wsgi.Server
     thread: threading.Thread
     anon_key: str = field(default=keys.ANON_KEY)
     service_role_key: str = field(default=keys.SERVICE_ROLE_KEY)
@@ -48,10 +99,9 @@ class RunningEmulator:
     secret_key: str = field(default=keys.SECRET_KEY)
 
     def stop(self) -> None:
-        """Shut the server down and release the app's resources."""
-        self.server.shutdown()
+        """Stop serving, close every open connection and release the app's resources."""
+        self.server.stop()
         self.thread.join(timeout=5)
-        self.server.server_close()
         close_app(self.app)
 
 
@@ -59,11 +109,11 @@ def start_background(config: dict[str, Any] | None = None, host: str = "127.0.0.
                      port: int = 0) -> RunningEmulator:
     """Bind, build the app with PUBLIC_URL set to the bound URL, and serve in a daemon thread."""
     late = LateApp()
-    server = make_server(host, port, late, threaded=True, request_handler=HeaderKeepingHandler)
-    url = f"http://{host}:{server.server_port}"
+    server = make_server(host, port, late)
+    url = f"http://{host}:{server.bind_addr[1]}"
     app = create_app({**(config or {}), "PUBLIC_URL": url})
     late.app = app
-    thread = threading.Thread(target=server.serve_forever, name="emulator", daemon=True)
+    thread = threading.Thread(target=server.serve, name="emulator", daemon=True)
     thread.start()
     secret = app.config["JWT_SECRET"]
     return RunningEmulator(url, app, server, thread, api_key("anon", secret),

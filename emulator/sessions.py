@@ -8,7 +8,7 @@ import sqlite3
 import uuid
 from typing import Any
 
-from flask import current_app
+from flask import current_app, request
 
 from . import audit, users
 from .db import get_db
@@ -58,10 +58,16 @@ def create_session(conn: sqlite3.Connection, user: dict[str, Any], method: str,
 
 
 def token_response(conn: sqlite3.Connection, user: dict[str, Any], session: dict[str, Any],
-                   refresh_token: str, now: float, **extra: str) -> dict[str, Any]:
-    """Build the AccessTokenResponse body (§3), omitting empty provider tokens."""
+                   refresh_token: str, now: float, method: str = "oauth",
+                   **extra: str) -> dict[str, Any]:
+    """Build the AccessTokenResponse body (§3), omitting empty provider tokens.
+
+    ``method`` is the authentication method the custom access token hook is told (``oauth``,
+    ``token_refresh``, ``totp``); a hook failure raises here, inside the caller's transaction,
+    so nothing of the grant is kept.
+    """
     access_token, exp = current_app.extensions["emulator.tokens"].access_token(
-        user, session, int(now))
+        user, session, int(now), method, request.remote_addr or "")
     body: dict[str, Any] = {
         "access_token": access_token,
         "token_type": "bearer",
@@ -114,7 +120,7 @@ def refresh(token: str) -> dict[str, Any]:
                            "amr": json.loads(row["amr"])}
                 conn.execute("UPDATE sessions SET refreshed_at = ?, updated_at = ? WHERE id = ?",
                              (now, now, row["session_id"]))
-                return token_response(conn, user, session, issued, now)
+                return token_response(conn, user, session, issued, now, "token_refresh")
     raise ApiError(400, *failure)
 
 

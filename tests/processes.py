@@ -84,7 +84,7 @@ def emulator_process(site_url: str, database: Path, *, log: Path | None = None,
     """``python -m emulator`` on a free port for an app at ``site_url``.
 
     ``settings`` become ``EMULATOR_<NAME>`` variables; ``log`` receives its output (the
-    werkzeug request log included).
+    request log included).
     """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -173,7 +173,7 @@ def write_session(data: dict, secret: str) -> str:
 
 # --- the emulator's request log, counted by kind ---------------------------------------------
 
-# werkzeug's access line: ... "METHOD /path?query HTTP/1.1" status - (maybe in ANSI colours).
+# The emulator's access line (werkzeug's shape): ... "METHOD /path?query HTTP/1.1" status -.
 ACCESS_LINE = re.compile(r'"([A-Z]+) (\S+) HTTP/[\d.]+" (\d{3}) ')
 COLOURS = re.compile(r"\x1b\[[0-9;]*m")
 CALL_KINDS = {  # (method, path) -> kind
@@ -209,7 +209,7 @@ class EmulatorLog:
     def mark(self, quiet: float = 0.5, seconds: float = 10) -> int:
         """The log's size once it stopped growing for ``quiet`` seconds (bounded by ``seconds``).
 
-        werkzeug writes a line after the response went out, so the last calls may lag a little.
+        A line is written once the app has answered, so the last calls may lag a little.
         """
         deadline = time.monotonic() + seconds
         size = self.path.stat().st_size

@@ -89,7 +89,7 @@ def test_session_cookie_keeps_tokens_not_the_user(browser, client, github_accoun
     browser.sign_in(github_account())
     stored = session_of(client)[STORAGE_KEY]
     assert set(stored) == {"access_token", "refresh_token", "expires_at", "provider_token",
-                           "user_created_at"}
+                           "user_created_at", "app_metadata_digest"}
     # kept as GitHub gave it: the whole cookie is sealed (tests/test_flask_storage.py)
     assert stored["provider_token"].startswith("gho_")
     assert auth.FLOWS_KEY not in session_of(client)

@@ -117,6 +117,18 @@ def test_calls_are_counted_for_a_whole_simulated_hour(smoke):
         assert section["before"]["variants"][0]["calls"] == section["after"]["variants"][0]["calls"]
 
 
+@pytest.mark.parametrize("variant", [variant for variant in calls.VARIANTS if variant.hook],
+                         ids=lambda variant: variant.hook)
+def test_a_custom_access_token_hook_costs_no_more_token_calls(variant):
+    """A hook makes the token differ from /user; a person-hour still costs two token calls."""
+    from app import create_app
+
+    run = calls.simulate(create_app, calls.app_modules(ROOT), variant)
+    assert run["refused"] == {} and run["pages"] == 721
+    assert calls.budget(run["calls"], run["forwarded_for"])["token_calls"] <= 2
+    assert run["calls"]["GET /user"] >= 59  # the checks still happen, as /user calls
+
+
 @pytest.mark.parametrize(("method", "url", "kind"), [
     ("POST", "/auth/v1/token?grant_type=pkce", "token/pkce"),
     ("POST", "/auth/v1/token?grant_type=refresh_token", "token/refresh_token"),

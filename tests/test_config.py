@@ -165,3 +165,21 @@ def test_app_port_must_be_a_number(environment):
     environment(**GOOD, APP_PORT="five thousand")
     with pytest.raises(ConfigError, match="APP_PORT"):
         create_app()
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("user_metadata.role", "must not point into user_metadata"),
+    ("app_metadata..role", "not a claim name"),
+])
+def test_refuses_a_role_claim_people_could_write_or_that_names_nothing(environment, value,
+                                                                      problem):
+    environment(**GOOD, AUTH_ROLE_CLAIM=value)
+    with pytest.raises(ConfigError, match=f"AUTH_ROLE_CLAIM.*{problem}"):
+        create_app()
+
+
+def test_a_hooks_role_claim_is_accepted(environment):
+    environment(**GOOD, AUTH_ROLE_CLAIM="user_role")
+    app = create_app()
+    assert app.config["AUTH_ROLE_CLAIM"] == "user_role"
+    close(app)

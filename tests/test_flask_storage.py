@@ -12,7 +12,7 @@ import zlib
 
 import pytest
 from cryptography.fernet import Fernet
-from flask import session
+from flask import request, session
 from supabase_auth.constants import STORAGE_KEY
 from supabase_auth.types import Session
 
@@ -20,6 +20,7 @@ from flask_storage import (
     FlaskSessionStorage,
     SealedSession,
     UnreadableCookie,
+    app_metadata_digest,
     forget_provider_token,
     provider_token,
     stored_tokens,
@@ -70,8 +71,22 @@ def test_a_session_is_stored_without_the_user(storage):
     storage.set_item(STORAGE_KEY, json.dumps(FULL_SESSION))
     stored = dict(session[STORAGE_KEY])
     assert stored.pop("provider_token")
+    assert stored.pop("app_metadata_digest") == app_metadata_digest(
+        FULL_SESSION["user"]["app_metadata"])
     assert stored == {"access_token": ACCESS_TOKEN, "refresh_token": "abcdefghijkl",
                       "expires_at": 4600, "user_created_at": "2026-11-01T10:00:00.000000Z"}
+
+
+def test_the_app_metadata_digest_follows_the_token_response_not_the_token(storage):
+    """What Supabase says about the user is the reference; the token's claims may be a hook's."""
+    changed = {**FULL_SESSION, "user": {**FULL_SESSION["user"],
+                                        "app_metadata": {"provider": "github", "role": "admin"}}}
+    storage.set_item(STORAGE_KEY, json.dumps(FULL_SESSION))
+    before = session[STORAGE_KEY]["app_metadata_digest"]
+    storage.set_item(STORAGE_KEY, json.dumps(changed))
+    after = session[STORAGE_KEY]["app_metadata_digest"]
+    assert before != after == app_metadata_digest({"role": "admin", "provider": "github"})
+    assert len(after) == 16
 
 
 def readable_without_key(cookie: str) -> bytes:
@@ -265,3 +280,16 @@ def test_a_cookie_older_than_the_session_lifetime_opens_nothing(monkeypatch):
 def test_a_cookie_of_any_bytes_is_unreadable_not_an_error(value):
     with pytest.raises(UnreadableCookie):
         SealedSession([SECRET]).loads(value)
+
+
+def test_a_session_written_back_unchanged_keeps_its_cookie(app):
+    """A sealed cookie never repeats, so a needless rewrite would cost the next request."""
+    interface = app.session_interface
+    cookie = write_session({"csrf_token": "c", "_permanent": True}, SECRET)
+    with app.test_request_context(
+            headers={"Cookie": f"{interface.get_cookie_name(app)}={cookie}"}):
+        opened = interface.open_session(app, request)
+        opened.modified = True  # as when a view stores the same value again
+        assert not interface.should_set_cookie(app, opened)
+        opened["csrf_token"] = "d"
+        assert interface.should_set_cookie(app, opened)

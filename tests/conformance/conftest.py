@@ -15,6 +15,7 @@ import httpx
 import pytest
 from supabase_auth import SyncGoTrueClient
 
+from tests.conformance.hook_receiver import HookReceiver, new_secret
 from tests.conformance.support import (
     APP_CALLBACK,
     PASSKEY_ORIGIN,
@@ -38,6 +39,9 @@ EXTERNAL_VARS = ("AUTH_CONFORMANCE_ANON_KEY", "AUTH_CONFORMANCE_SERVICE_KEY",
                  "AUTH_CONFORMANCE_GITHUB_URL")
 EXTERNAL_GATEWAY = os.environ.get("AUTH_CONFORMANCE_GATEWAY", "") == "1"
 API_VERSION = {"X-Supabase-Api-Version": "2024-01-01"}
+# A second server with the custom access token hook on (test_conformance_hooks.py).
+HOOK_URL = os.environ.get("AUTH_CONFORMANCE_HOOK_URL", "").rstrip("/")
+HOOK_PORT = int(os.environ.get("AUTH_CONFORMANCE_HOOK_PORT") or 54329)
 
 
 def pytest_configure(config):
@@ -146,6 +150,40 @@ def target() -> Iterator[Target]:
         yield _external_target()
     else:
         yield from _emulator()
+
+
+@pytest.fixture(scope="session")
+def hook_receiver() -> Iterator[HookReceiver]:
+    """The hook endpoint the hooked server calls (a free port for the emulator; with
+    AUTH_CONFORMANCE_HOOK_URL, AUTH_CONFORMANCE_HOOK_PORT and the secrets the server was given)."""
+    if EXTERNAL_URL and not HOOK_URL:
+        pytest.skip("set AUTH_CONFORMANCE_HOOK_URL (a server with the custom access token hook "
+                    "on), AUTH_CONFORMANCE_HOOK_PORT and AUTH_CONFORMANCE_HOOK_SECRETS")
+    if EXTERNAL_URL:
+        secret_list = [part for part in os.environ.get("AUTH_CONFORMANCE_HOOK_SECRETS", "")
+                       .split("|") if part]
+        if not secret_list:
+            raise pytest.UsageError("AUTH_CONFORMANCE_HOOK_URL is set but "
+                                    "AUTH_CONFORMANCE_HOOK_SECRETS is not")
+        receiver = HookReceiver(HOOK_PORT, secret_list)
+    else:
+        receiver = HookReceiver(0, [new_secret(), new_secret()])
+    receiver.start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="session")
+def hooked_target(hook_receiver: HookReceiver) -> Iterator[Target]:
+    """A server that runs the custom access token hook at ``hook_receiver`` on every token."""
+    if EXTERNAL_URL:
+        external = _external_target()
+        external.url = HOOK_URL
+        yield external
+        return
+    yield from _emulator(HOOK_CUSTOM_ACCESS_TOKEN_ENABLED=True,
+                         HOOK_CUSTOM_ACCESS_TOKEN_URI=hook_receiver.uri,
+                         HOOK_CUSTOM_ACCESS_TOKEN_SECRETS="|".join(hook_receiver.secrets))
 
 
 @pytest.fixture(scope="session")

@@ -55,7 +55,7 @@ def test_enroll_gives_secret_uri_and_qr_code(person, gotrue):
     assert re.fullmatch(r"[A-Z2-7]{32}", secret)
     assert response.totp.uri == (
         f"otpauth://totp/localhost:3000:{person['email']}?algorithm=SHA1&digits=6"
-        f"&issuer=localhost%3A3000&period=30&secret={secret}")
+        f"&issuer=localhost:3000&period=30&secret={secret}")
     assert response.totp.qr_code.startswith(QR_PREFIX)
     svg = response.totp.qr_code[len(QR_PREFIX):]
     assert "<svg" in svg and "#" not in svg

@@ -57,7 +57,7 @@ EXPOSED = "0.0.0.0"  # noqa: S104 - checking the warning, nothing binds here
 def test_serve_prints_banner_and_warns_when_exposed(tmp_path, monkeypatch, capsys, host, warned):
     served = []
     monkeypatch.setenv("EMULATOR_DATABASE", str(tmp_path / "db.sqlite3"))
-    monkeypatch.setattr(cli, "run_simple", lambda *args, **kwargs: served.append(args[:2]))
+    monkeypatch.setattr(cli, "serve_forever", lambda *args, **kwargs: served.append(args[:2]))
     cli.main(["--host", host, "--port", "5999"])
     out, err = capsys.readouterr()
     assert served == [(host, 5999)]

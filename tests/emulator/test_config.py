@@ -90,3 +90,36 @@ def test_opaque_api_keys_default_to_the_cli_values():
 def test_opaque_api_key_without_its_prefix_fails_fast(key, value):
     with pytest.raises(ValueError, match=key):
         load({key: value})
+
+
+SECRET = "v1,whsec_" + "A" * 43 + "="  # 32 bytes of standard base64
+HOOK = "HOOK_CUSTOM_ACCESS_TOKEN_"
+
+
+@pytest.mark.parametrize("uri", ["http://127.0.0.1:9999/hook", "http://localhost/hook",
+                                 "http://[::1]:9999/hook", "https://hooks.example.com/token"])
+def test_a_hook_on_https_or_local_http_is_accepted(uri):
+    config = load(from_environ({f"EMULATOR_{HOOK}ENABLED": "true", f"EMULATOR_{HOOK}URI": uri,
+                                f"EMULATOR_{HOOK}SECRETS": f"{SECRET}|{SECRET}"}))
+    assert config[f"{HOOK}ENABLED"] is True and config[f"{HOOK}URI"] == uri
+
+
+@pytest.mark.parametrize(("uri", "secrets", "message"), [
+    ("http://hooks.example.com/token", SECRET, "only localhost, 127.0.0.1, and ::1"),
+    ("http://192.168.1.10/token", SECRET, "only localhost, 127.0.0.1, and ::1"),
+    ("pg-functions://postgres/public/custom_access_token_hook", SECRET, "no Postgres"),
+    ("", SECRET, "must be an https:// URL"),
+    ("https://hooks.example.com/token", "", "SECRETS is required"),
+    ("https://hooks.example.com/token", "whsec_" + "A" * 44, "invalid secret format"),
+    ("https://hooks.example.com/token", "v1,whsec_short", "invalid secret format"),
+    ("https://hooks.example.com/token", "v1,whsec_" + "A" * 33, "invalid secret format"),
+])
+def test_a_hook_the_real_server_would_refuse_or_fail_on_is_refused_at_start(uri, secrets,
+                                                                            message):
+    with pytest.raises(ValueError, match=message):
+        load({f"{HOOK}ENABLED": True, f"{HOOK}URI": uri, f"{HOOK}SECRETS": secrets})
+
+
+def test_the_hook_is_off_by_default_and_its_transport_is_python_only():
+    assert load()[f"{HOOK}ENABLED"] is False
+    assert "HOOK_TRANSPORT" not in from_environ({"EMULATOR_HOOK_TRANSPORT": "x"})

@@ -242,6 +242,14 @@ def test_audit_log_page_filters(client, admin, session, user_id):
     assert "No entries match." in page(client, "/dashboard/audit?actor=nobody")
 
 
+def test_audit_filter_offers_only_the_actions_written(client, admin, session):
+    client.post("/auth/v1/admin/users", headers=admin, json={"email": "x@example.com"})
+    options = re.findall(r'<option value="([a-z_]*)"', page(client, "/dashboard/audit"))
+    assert options == ["", "login", "user_signedup"]  # "any action", then what the log holds
+    chosen = page(client, "/dashboard/audit?action=invite_accepted")  # known, never written
+    assert '<option value="invite_accepted" selected>' in chosen
+
+
 def test_navigation_links_the_other_pages(client):
     html = page(client)
     assert 'href="/dashboard/audit">Audit log</a>' in html

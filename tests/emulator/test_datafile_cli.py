@@ -65,7 +65,7 @@ def test_serving_with_a_seed_imports_it(tmp_path, monkeypatch):
     seed, database = tmp_path / "seed.json", tmp_path / "auth.sqlite3"
     seed.write_text(json.dumps(SEED))
     monkeypatch.setenv("EMULATOR_DATABASE", str(database))
-    monkeypatch.setattr(cli, "run_simple", lambda *args, **kwargs: None)
+    monkeypatch.setattr(cli, "serve_forever", lambda *args, **kwargs: None)
     assert run("--seed", str(seed), "--port", "5998") == 0
     out = tmp_path / "out.json"
     assert run("export", str(out)) == 0

@@ -39,8 +39,19 @@ def test_consent_page(page_client):
     html = response.get_data(as_text=True)
     assert "<title>Authorize Supabase Auth Emulator</title>" in html
     assert 'type="radio" name="login" value="octocat" checked' in html
-    assert "octocat — octocat@example.com" in html
+    assert '<strong>octocat</strong> <span class="muted">octocat@example.com</span>' in html
     assert ">Authorize</button>" in html and ">Cancel</button>" in html
+
+
+def test_consent_page_marks_an_unverified_account(page_client):
+    page_client.post("/github/_accounts", json={"login": "ursula", "email": "ursula@example.com",
+                                                "verified": False})
+    html = page_client.get(AUTHORIZE, query_string={"client_id": CLIENT_ID,
+                                                    "redirect_uri": CALLBACK}).get_data(
+        as_text=True)
+    ursula = html[html.index("<strong>ursula</strong>"):].split("</li>")[0]
+    octocat = html[html.index("<strong>octocat</strong>"):].split("</li>")[0]
+    assert "unverified email" in ursula and "unverified" not in octocat
 
 
 def test_cancel_redirects_like_github(page_client):
@@ -66,7 +77,7 @@ def test_new_account_from_form(page_client):
                       new_email="hubot@example.com", new_verified="1")
     assert params["state"] == "s1" and params["code"]
     html = page_client.get(AUTHORIZE, query_string={"client_id": CLIENT_ID}).get_data(as_text=True)
-    assert "hubot — hubot@example.com" in html
+    assert '<strong>hubot</strong> <span class="muted">hubot@example.com</span>' in html
 
 
 def exchange(client, code, **kwargs):

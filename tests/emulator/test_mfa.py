@@ -81,7 +81,7 @@ def test_enroll_answers_id_secret_uri_and_an_svg_qr_code(client, sign_in):
     assert re.fullmatch(r"[A-Z2-7]{32}", secret)  # 20 random bytes, base32 without padding
     assert body["totp"]["uri"] == (
         "otpauth://totp/127.0.0.1:5000:octocat@example.com?algorithm=SHA1&digits=6"
-        f"&issuer=127.0.0.1%3A5000&period=30&secret={secret}")
+        f"&issuer=127.0.0.1:5000&period=30&secret={secret}")
     qr = body["totp"]["qr_code"]
     assert qr.startswith('<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"')
     assert "#" not in qr  # safe behind the clients' unencoded data: URI
@@ -90,7 +90,13 @@ def test_enroll_answers_id_secret_uri_and_an_svg_qr_code(client, sign_in):
 def test_enroll_uses_the_given_issuer(client, sign_in):
     uri = enroll(client, sign_in(), issuer="Example App").json["totp"]["uri"]
     assert uri.startswith("otpauth://totp/Example%20App:octocat@example.com?")
-    assert "&issuer=Example+App&" in uri
+    assert "&issuer=Example%20App&" in uri
+
+
+def test_enroll_escapes_the_issuer_as_a_path_segment(client, sign_in):
+    """url.PathEscape, as pquerna/otp uses: "/", "," and "?" escaped; ":", "&", "+" kept."""
+    uri = enroll(client, sign_in(), issuer="A/B, C?d:e&f+g").json["totp"]["uri"]
+    assert "&issuer=A%2FB%2C%20C%3Fd:e&f+g&" in uri
 
 
 def test_the_new_factor_is_unverified_and_listed_by_get_user(client, enrolled):

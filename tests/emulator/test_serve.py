@@ -1,5 +1,7 @@
 """start_background() and the real supabase_auth client end to end."""
 
+import socket
+
 import httpx
 import pytest
 from supabase_auth import SyncGoTrueAdminAPI, SyncGoTrueClient, SyncMemoryStorage
@@ -145,3 +147,44 @@ def test_admin_client_with_the_secret_key(running):
         assert [user.id for user in admin.list_users()] == [created.user.id]
     finally:
         admin._http_client.close()
+
+
+def test_connections_are_kept_alive_between_requests(running):
+    """HTTP/1.1 keep-alive, as the hosted gateway: one connection serves many requests."""
+    with httpx.Client() as http:
+        for _ in range(3):
+            response = http.get(running.url + "/auth/v1/health",
+                                headers={"apikey": running.anon_key})
+            assert response.status_code == 200
+            assert response.headers.get("Connection", "").lower() != "close"
+        assert len(http._transport._pool.connections) == 1
+
+
+def test_a_request_with_an_unread_body_leaves_the_connection_usable(running):
+    """A refused request's body is drained, so the next request on the connection parses."""
+    with httpx.Client() as http:
+        refused = http.post(running.url + "/auth/v1/token?grant_type=pkce",
+                            content=b"x" * 100_000, headers={"apikey": "not-a-key"})
+        assert refused.status_code == 401
+        again = http.get(running.url + "/auth/v1/health", headers={"apikey": running.anon_key})
+        assert again.status_code == 200
+        assert len(http._transport._pool.connections) == 1
+
+
+def test_stopping_closes_kept_connections_so_a_pool_reconnects():
+    """After a restart on the same port the pool's old connection is not reused."""
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    first = start_background({"DATABASE": ":memory:"}, port=port)
+    with httpx.Client() as http:
+        settings = http.get(first.url + "/auth/v1/settings", headers={"apikey": first.anon_key})
+        assert settings.json()["external"]["google"] is False
+        first.stop()
+        second = start_background({"DATABASE": ":memory:", "PROVIDERS": "github,google"},
+                                  port=port)
+        try:
+            settings = http.get(second.url + "/auth/v1/settings",
+                                headers={"apikey": second.anon_key})
+        finally:
+            second.stop()
+    assert settings.json()["external"]["google"] is True  # the new emulator answered
