@@ -58,6 +58,10 @@ class Recorder(httpx.BaseTransport):
                                   headers={"X-Supabase-Api-Version": "2024-01-01"})
         return self.real.handle_request(request)
 
+    def close(self) -> None:
+        """The app closes its HTTP client, and with it this transport's connections."""
+        self.real.close()
+
     def paths(self, *prefixes: str) -> list[str]:
         return [r.url.path for r in self.calls if r.url.path.startswith(prefixes)]
 
@@ -157,6 +161,15 @@ def claims_of(client) -> dict:
 
 def text(response) -> str:
     return response.get_data(as_text=True)
+
+
+def sign_in_with_github(client, emulator, login: str) -> None:
+    """Another browser (its own client) signs in with GitHub."""
+    browser = Browser(client, emulator.url)
+    try:
+        assert browser.sign_in(login).status_code == 302
+    finally:
+        browser.close()
 
 
 def passkey_ids(client) -> list[str]:
@@ -503,7 +516,7 @@ def test_someone_elses_passkey_cannot_be_removed(client, make_app, signed_in, au
     add_passkey(client, authenticator)
     [passkey_id] = passkey_ids(client)
     other = make_app().test_client()
-    Browser(other, emulator.url).sign_in(github_account())
+    sign_in_with_github(other, emulator, github_account())
     response = other.post(f"/account/passkeys/{passkey_id}/remove",
                           data={"csrf_token": token_of(other)})
     assert response.status_code == 302
@@ -593,7 +606,7 @@ def assert_passkeys_off(client) -> None:
 
 def test_passkeys_enabled_false_hides_everything(make_app, github_account, emulator):
     client = make_app(PASSKEYS_ENABLED=False).test_client()
-    Browser(client, emulator.url).sign_in(github_account())
+    sign_in_with_github(client, emulator, github_account())
     assert_passkeys_off(client)
 
 
@@ -605,7 +618,7 @@ def test_by_default_the_projects_settings_decide(make_app, network, emulator, gi
     off_network = Recorder()
     off_network.answers["/auth/v1/settings"] = (200, {**settings, "passkeys_enabled": False})
     off = make_app(SUPABASE_TRANSPORT=off_network).test_client()
-    Browser(off, emulator.url).sign_in(github_account())
+    sign_in_with_github(off, emulator, github_account())
     assert_passkeys_off(off)
     forced = make_app(SUPABASE_TRANSPORT=off_network, PASSKEYS_ENABLED=True).test_client()
     assert "Sign in with a passkey" in text(forced.get("/signin"))
