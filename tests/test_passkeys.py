@@ -10,6 +10,8 @@ import time
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from supabase_auth.constants import STORAGE_KEY
 from supabase_auth.helpers import decode_jwt
 
@@ -23,6 +25,8 @@ from tests.helpers import (
 )
 from tests.webauthn_authenticator import Authenticator
 
+FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 ORIGIN = "http://localhost:5000"  # the site as the browser sees it (WebAuthn needs a name)
 TOKEN_ISSUING = ("/auth/v1/token", "/auth/v1/passkeys/authentication/verify")
 
@@ -308,6 +312,37 @@ def test_an_unreadable_credential_is_a_400_page(client, credential):
                                                      "credential": credential})
     assert response.status_code == 400
     assert "Sign-in did not complete" in text(response)
+
+
+hostile = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=60)
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | hostile,
+                           lambda inner: st.lists(inner, max_size=3)
+                           | st.dictionaries(hostile, inner, max_size=3), max_leaves=8)
+
+
+@FUZZ
+@given(response=st.dictionaries(st.sampled_from(["clientDataJSON", "authenticatorData",
+                                                 "signature", "userHandle"]), json_values),
+       credential_id=hostile)
+def test_a_hostile_credential_is_a_page_never_a_500(client, with_passkey, authenticator,
+                                                   response, credential_id):
+    token, options = sign_in_options(client)
+    assertion = authenticator.get(options)
+    assertion["id"] = credential_id
+    assertion["response"].update(response)
+    answer = post_assertion(client, token, assertion)
+    assert answer.status_code in (400, 401) and claims_of(client) == {}
+
+
+@FUZZ
+@given(name=hostile)
+def test_any_name_is_saved_or_explained(client, signed_in, authenticator, name):
+    if not passkey_ids(client):
+        add_passkey(client, authenticator)
+    [passkey_id] = passkey_ids(client)
+    response = client.post(f"/account/passkeys/{passkey_id}/rename",
+                           data={"csrf_token": token_of(client), "name": name})
+    assert response.status_code in (302, 400)
 
 
 def test_a_credential_for_options_never_given_here_is_refused(client, with_passkey,
