@@ -220,6 +220,21 @@ def test_calls_carry_the_publishable_key_and_the_persons_address(
         assert "Authorization" not in request.headers
 
 
+def test_no_challenge_id_or_token_reaches_the_page(client, with_passkey, authenticator):
+    token = token_of(client, "/")
+    options = client.post("/passkeys/signin/options", json={}, headers={"X-CSRFToken": token})
+    assert set(options.get_json()) == {"options"}
+    with client.session_transaction() as stored:
+        [ceremony] = stored[passkeys.CEREMONIES_KEY]
+    assert ceremony["id"] not in text(options)
+    post_assertion(client, token, authenticator.get(options.get_json()["options"]))
+    with client.session_transaction() as stored:
+        tokens = stored[STORAGE_KEY]
+    for page in ("/", "/account"):
+        body = text(client.get(page))
+        assert tokens["access_token"] not in body and tokens["refresh_token"] not in body
+
+
 def test_a_passkey_sign_in_counts_as_a_recent_sign_in(client, with_passkey, authenticator):
     sign_in_with_passkey(client, authenticator)
     # Adding a second passkey needs a recent sign-in: the passkey's is one.
