@@ -206,3 +206,22 @@ def test_adding_a_passkey_long_after_signing_in_links_to_sign_in_again(page, sit
     expect(page.get_by_role("heading", name="Confirm it is you")).to_be_visible()
     expect(page.get_by_role("button", name="Sign in with GitHub")).to_be_visible()
     expect(page.get_by_role("button", name="Sign in with a passkey")).to_be_visible()
+
+
+def test_autofill_signs_in_from_the_username_field(page, site):
+    """Conditional mediation: focusing the field asks for options once, and the passkey the
+    browser offers there signs the person in (the virtual authenticator picks it at once)."""
+    page.get_by_role("button", name="Sign in with GitHub").click()
+    page.get_by_role("button", name="Authorize", exact=True).click()
+    page.wait_for_url(site.url + "/")
+    page.get_by_role("region", name="Sign in faster next time").get_by_role(
+        "button", name="Add a passkey").click()
+    page.wait_for_url(site.url + "/account#passkeys-title")
+    sign_out(page, site)
+    if not page.evaluate("PublicKeyCredential.isConditionalMediationAvailable()"):
+        pytest.fail("this Chromium offers no passkey autofill (conditional mediation)")
+    site.network.calls.clear()
+    page.get_by_label("Your passkey").focus()
+    expect(page.get_by_role("heading", name="Hello, The Octocat")).to_be_visible()
+    assert site.network.paths("/auth/v1/passkeys/") == [
+        "/auth/v1/passkeys/authentication/options", "/auth/v1/passkeys/authentication/verify"]
