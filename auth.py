@@ -28,9 +28,9 @@ from supabase_auth.helpers import decode_jwt
 from werkzeug.exceptions import ServiceUnavailable, TooManyRequests
 
 from flask_storage import MFA_FACTORS, PROVIDER_TOKEN, stored_tokens
-from sessions import RETRY_AFTER, SessionEnded, current_claims, trust, unavailable
+from sessions import SessionEnded, current_claims, trust, unavailable
 from supabase_client import extension, get_supabase
-from supabase_errors import SUPABASE_ERRORS, Failure, classify
+from supabase_errors import SUPABASE_ERRORS, Failure, classify, refused_by_hook, retry_after
 from tokens import InvalidToken, KeysUnavailable
 
 log = logging.getLogger(__name__)
@@ -346,12 +346,21 @@ def _unknown_flow(code: str):
 
 def _exchange_failed(error: Exception, flow: dict | None,
                      messages: Mapping[str, tuple[int, str]] | None = None):
+    if refused_by_hook(error):
+        if flow is not None:
+            _drop_flow(flow)
+        log.info("code exchange refused by the project's custom access token hook")
+        reason = (getattr(error, "message", "") or "")[:300]
+        return _sign_in_failed(403, "This site's sign-in rules do not let this account in"
+                               + (f": {reason}" if reason else ".")
+                               + " Contact the site's team if you think this is a mistake.")
     failure = classify(error, expected=frozenset(CALLBACK_ERRORS))
     if failure is Failure.RATE_LIMITED:
-        # Supabase checks its limit before the code, so the same link works in a minute.
+        # Supabase checks its limit before the code, so the same link works once it refills.
         log.warning("code exchange rate-limited by Supabase (429)")
-        raise TooManyRequests("Too many sign-ins right now. Please try again in a minute.",
-                              retry_after=RETRY_AFTER)
+        wait = retry_after(error)
+        raise TooManyRequests(f"Too many sign-ins right now. Please try again in {wait} seconds.",
+                              retry_after=wait)
     if failure in (Failure.UNAVAILABLE, Failure.MISCONFIGURED):
         unavailable("finishing your sign-in", error, failure)
     if flow is not None:

@@ -69,6 +69,11 @@ def boolean(raw: str) -> bool:
     raise ValueError(raw)
 
 
+def secret_keys(raw: str) -> list[str]:
+    """Old SECRET_KEYs, comma-separated: cookies they sealed are still read (key rotation)."""
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
 # Environment variable -> how to read it. Names follow Supabase's docs where they have one.
 ENVIRONMENT = {
     "SUPABASE_URL": str,
@@ -77,6 +82,7 @@ ENVIRONMENT = {
     "SUPABASE_JWT_ISSUER": str,
     "SUPABASE_TIMEOUT": float,
     "SECRET_KEY": str,
+    "SECRET_KEY_FALLBACKS": secret_keys,
     "SITE_URL": str,
     "APP_PORT": int,
     "AUTH_PROVIDERS": str,

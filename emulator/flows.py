@@ -250,7 +250,12 @@ def complete(conn: sqlite3.Connection, flow: sqlite3.Row, user: dict[str, Any], 
         return add_params(target, {"code": flow["auth_code"]})
     conn.execute("DELETE FROM flow_states WHERE id = ?", (flow["id"],))
     session, refresh_token = sessions.create_session(conn, user, "oauth", now)
-    body = sessions.token_response(conn, user, session, refresh_token, now)
+    try:
+        body = sessions.token_response(conn, user, session, refresh_token, now)
+    except ApiError as error:  # the access token hook failed
+        # The real server meets it wrapped inside its callback's transaction: the redirect
+        # carries the error's text ("<status>: <message>") as a server_error, with no code.
+        raise OAuthError("server_error", f"{error.status}: {error.message}") from error
     fragment = {"access_token": body["access_token"], "expires_at": str(body["expires_at"]),
                 "expires_in": str(body["expires_in"]), "provider_token": token,
                 "refresh_token": refresh_token, "sb": "", "token_type": "bearer"}

@@ -169,9 +169,8 @@ def test_a_cookie_from_before_the_digest_refreshes_at_most_once(
 
 @pytest.mark.parametrize("answer", [
     httpx.Response(500),
-    httpx.Response(200, json={"error": {"http_code": 403, "message": "Not allowed here"}}),
     httpx.Response(200, json={"claims": {"sub": "only"}}),
-], ids=["hook-500", "hook-refuses", "claims-missing"])
+], ids=["hook-500", "claims-missing"])
 def test_a_failing_hook_at_sign_in_is_a_page_and_try_again_works_once_it_answers(
         client, browser, github_account, answer):
     FAILING["answer"] = answer
@@ -186,3 +185,19 @@ def test_a_failing_hook_at_sign_in_is_a_page_and_try_again_works_once_it_answers
     assert retry  # Supabase kept the code: the failed exchange was rolled back
     assert client.get(html.unescape(retry.group(1))).status_code in (302, 303)
     assert "Hello," in client.get("/").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("http_code", [400, 403])
+def test_a_hook_that_refuses_the_person_says_so(client, browser, github_account, http_code):
+    """Not "could not reach the sign-in service": the project's own rule said no."""
+    FAILING["answer"] = httpx.Response(200, json={"error": {
+        "http_code": http_code, "message": "Only <staff> may sign in here"}})
+    try:
+        response = browser.sign_in(github_account())
+    finally:
+        FAILING.clear()
+    page = response.get_data(as_text=True)
+    assert response.status_code == 403
+    assert "sign-in rules do not let this account in: Only &lt;staff&gt; may sign in" in page
+    assert 'href="/callback' not in page  # no retrying the same refusal
+    assert "Hello," not in client.get("/").get_data(as_text=True)

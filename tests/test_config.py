@@ -183,3 +183,12 @@ def test_a_hooks_role_claim_is_accepted(environment):
     app = create_app()
     assert app.config["AUTH_ROLE_CLAIM"] == "user_role"
     close(app)
+
+
+def test_reads_old_secret_keys_for_rotation(environment):
+    """A deployment rotates SECRET_KEY by moving the old one here: its cookies still open."""
+    environment(**GOOD, SECRET_KEY_FALLBACKS=" old-key-one-0123456789abcdefghijklmnop , older-key ")
+    app = create_app()
+    close(app)
+    assert app.config["SECRET_KEY_FALLBACKS"] == ["old-key-one-0123456789abcdefghijklmnop",
+                                                  "older-key"]

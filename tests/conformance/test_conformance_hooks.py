@@ -211,6 +211,7 @@ def test_a_failed_hook_at_an_implicit_callback_redirects_with_the_error(hook, oa
     assert flow.callback.status_code == 302
     params = single(query_of(flow.location))
     assert params["error"] == "server_error"
-    assert params["error_description"] == "Unexpected status code returned from hook: 500"
+    # The real server's text of its wrapped error: "<status>: <message>".
+    assert params["error_description"] == "500: Unexpected status code returned from hook: 500"
     assert params.get("error_code", "") == ""  # the hook's error has no code
     assert "access_token" not in flow.location
