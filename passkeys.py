@@ -47,14 +47,13 @@ from supabase_auth.constants import (
     STORAGE_KEY,
 )
 from supabase_auth.helpers import handle_exception, parse_auth_response
-from werkzeug.exceptions import TooManyRequests
 
 import auth
 import instance_data
 from flask_storage import FlaskSessionStorage, stored_tokens
-from sessions import RETRY_AFTER, unavailable
+from sessions import unavailable
 from supabase_client import FORWARDED_FOR, client_address, extension
-from supabase_errors import SUPABASE_ERRORS, Failure, classify
+from supabase_errors import SUPABASE_ERRORS, Failure, classify, refused_by_hook, retry_after
 
 log = logging.getLogger(__name__)
 bp = Blueprint("passkeys", __name__)
@@ -63,6 +62,9 @@ CEREMONIES_KEY = "passkey_ceremonies"  # options given to this browser: kind, id
 MAX_CEREMONIES = 3  # a few tabs at once, small enough for the cookie
 CEREMONY_GRACE = 600  # seconds a used-up ceremony is kept past its expiry, to say "expired"
 SIGN_IN, REGISTRATION = "signin", "registration"
+# Supabase lets one address ask for sign-in options 30 times per five minutes: one more every
+# 10 seconds once the burst is spent (GOTRUE_RATE_LIMIT_PASSKEY).
+OPTIONS_REFILL_SECONDS = 10
 OFFERED_KEY = "passkey_offered"  # the Supabase session the enrolment offer was made for
 MAX_CREDENTIAL = 16_384  # characters: an assertion or attestation is well under 2 KB
 MAX_NAME_BYTES = 120  # Supabase's limit for a passkey's name
@@ -123,12 +125,14 @@ OPTIONS_REFUSALS = {
 
 
 class Unanswered(Exception):
-    """Supabase gave no usable answer (down, rate-limited, or a 5xx); the message says so."""
+    """Supabase gave no usable answer (down, rate-limited, or a 5xx); the message says so, and
+    ``retry`` how many seconds to wait when Supabase said."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, retry: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.retry = retry
 
 
 def init_app(app: Flask) -> None:
@@ -181,8 +185,9 @@ def _unanswered(error: Exception, failure: Failure, doing: str) -> Unanswered:
     log.warning("Supabase did not answer while %s: %s: %s", doing, type(error).__name__,
                 str(error)[:200])
     if failure is Failure.RATE_LIMITED:
-        return Unanswered(429, "Too many passkey requests from your network right now. "
-                               "Please wait a minute and try again.")
+        wait = retry_after(error, OPTIONS_REFILL_SECONDS)
+        return Unanswered(429, f"Too many passkey requests came from your network. Please try "
+                               f"again in {wait} seconds.", wait)
     return Unanswered(503, f"We could not reach the sign-in service while {doing}. Please try "
                            "again in a moment.")
 
@@ -262,8 +267,8 @@ def _posted_credential() -> dict | None:
     return credential
 
 
-def _json_failure(status: int, message: str, **extra: str):
-    headers = {"Retry-After": str(RETRY_AFTER)} if status == 429 else {}
+def _json_failure(status: int, message: str, retry: int | None = None, **extra: str):
+    headers = {"Retry-After": str(retry)} if retry is not None else {}
     return {"message": message, **extra}, status, headers
 
 
@@ -277,7 +282,7 @@ def signin_options():
         options = _options(SIGN_IN, "passkeys/authentication/options",
                            "starting a passkey sign-in", frozenset({"passkey_disabled"}))
     except Unanswered as error:
-        return _json_failure(error.status, error.message)
+        return _json_failure(error.status, error.message, error.retry)
     except SUPABASE_ERRORS as error:
         status, message = SIGN_IN_REFUSALS.get(error.code, (404, DISABLED))
         return _json_failure(status, message)
@@ -312,19 +317,18 @@ def signin():
 
 
 def _sign_in_refused(error: Exception):
+    if refused_by_hook(error):
+        log.info("passkey sign-in refused by the project's custom access token hook")
+        reason = (getattr(error, "message", "") or "")[:300]
+        return _sign_in_failed(403, "This site's sign-in rules do not let this account in"
+                               + (f": {reason.rstrip('.')}." if reason else ".")
+                               + " Contact the site's team if you think this is a mistake.")
     failure = classify(error, expected=frozenset(SIGN_IN_REFUSALS))
-    if failure is Failure.RATE_LIMITED:
-        raise _too_many()
     if failure is not Failure.REFUSED:
-        unavailable("signing you in with a passkey", error, failure)
+        unavailable("signing you in with a passkey", error, failure)  # 429 or 503
     log.info("passkey sign-in refused: %s", error.code)
     status, message = SIGN_IN_REFUSALS[error.code]
     return _sign_in_failed(status, message)
-
-
-def _too_many() -> TooManyRequests:
-    return TooManyRequests("Too many sign-ins right now. Please try again in a minute.",
-                           retry_after=RETRY_AFTER)
 
 
 def _sign_in_failed(status: int, message: str):
@@ -383,7 +387,7 @@ def registration_options():
         options = _options(REGISTRATION, "passkeys/registration/options", "adding a passkey",
                            frozenset(OPTIONS_REFUSALS))
     except Unanswered as error:
-        return _json_failure(error.status, error.message)
+        return _json_failure(error.status, error.message, error.retry)
     except SUPABASE_ERRORS as error:
         if classify(error, frozenset(OPTIONS_REFUSALS)) is Failure.ENDED:
             session.pop(STORAGE_KEY, None)

@@ -383,7 +383,7 @@ def test_sign_in_needs_the_csrf_token(client, with_passkey, authenticator):
     ((500, {"code": "unexpected_failure", "message": "Database error"}), 503,
      "We could not reach the sign-in service"),
     ((429, {"code": "over_request_rate_limit", "message": "Request rate limit reached"}), 429,
-     "Too many passkey requests"),
+     "Too many passkey requests came from your network. Please try again in 10 seconds."),
     ((404, {"code": "passkey_disabled", "message": "Passkeys are disabled"}), 404,
      "Passkeys are turned off for this site right now"),
 ])
@@ -394,15 +394,17 @@ def test_options_refused_or_unanswered_say_why(client, network, answer, status, 
     assert response.status_code == status
     assert message in response.get_json()["message"]
     assert "challenge" not in response.get_data(as_text=True)
-    if status == 429:
-        assert response.headers["Retry-After"] == "60"
+    if status == 429:  # one more request every 10 s once the burst is spent
+        assert response.headers["Retry-After"] == "10"
 
 
 @pytest.mark.parametrize("answer, status, message", [
     ("down", 503, "We could not reach the sign-in service"),
     ((502, {"message": "bad gateway"}), 503, "We could not reach the sign-in service"),
     ((429, {"code": "over_request_rate_limit", "message": "Rate limit"}), 429,
-     "Too many sign-ins right now"),
+     "The sign-in service is busy"),
+    ((403, {"code": "unknown", "message": "Only staff may sign in"}), 403,
+     "sign-in rules do not let this account in: Only staff may sign in."),
     ((403, {"code": "user_banned", "message": "User is banned"}), 403, "has been suspended"),
     ((404, {"code": "passkey_disabled", "message": "Passkeys are disabled"}), 404,
      "Passkeys are turned off"),

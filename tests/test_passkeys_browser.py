@@ -170,8 +170,7 @@ def test_sign_up_with_github_then_sign_in_with_a_passkey(page, site):
     (None, "The passkey request was cancelled or timed out. Nothing was changed; try again "
            "when you are ready."),  # the browser holds no passkey for the site
     ((429, {"code": "over_request_rate_limit", "message": "Request rate limit reached"}),
-     "Too many passkey requests from your network right now. Please wait a minute and try "
-     "again."),
+     "Too many passkey requests came from your network. Please try again in 10 seconds."),
     ("down", "We could not reach the sign-in service while starting a passkey sign-in. Please "
              "try again in a moment."),
     ((404, {"code": "passkey_disabled", "message": "Passkeys are disabled"}),
