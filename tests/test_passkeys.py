@@ -443,6 +443,24 @@ def test_a_person_with_an_authenticator_app_still_enters_a_code(client, signed_i
     assert "Signed in as" not in text(client.get(page.headers["Location"]))
 
 
+def test_a_factor_the_app_cannot_challenge_keeps_a_passkey_sign_in_at_the_challenge(
+        client, with_passkey, authenticator, emulator):
+    """A passkey is a first factor: it neither counts as nor stands in for an MFA factor."""
+    from tests.test_two_factor import add_verified_factor
+
+    sign_in_with_passkey(client, authenticator)
+    add_verified_factor(emulator, client, "webauthn")
+    sign_out(client)
+    assert sign_in_with_passkey(client, authenticator).status_code == 302
+    response = client.get("/account")
+    assert response.headers["Location"].startswith("/two-factor")
+    shown = client.get(response.headers["Location"])
+    assert shown.status_code == 403
+    assert "This site can only ask for a code from an authenticator app" in " ".join(
+        text(shown).split())
+    assert claims_of(client)["aal"] == "aal1"
+
+
 # --- managing passkeys ---------------------------------------------------------------------
 
 
