@@ -283,8 +283,10 @@ def signin_options():
                            "starting a passkey sign-in", frozenset({"passkey_disabled"}))
     except Unanswered as error:
         return _json_failure(error.status, error.message, error.retry)
-    except SUPABASE_ERRORS as error:
-        status, message = SIGN_IN_REFUSALS.get(error.code, (404, DISABLED))
+    except SUPABASE_ERRORS as error:  # passkey_disabled, or an answer that ends a session
+        status, message = SIGN_IN_REFUSALS.get(error.code, (
+            503, "The sign-in service refused to start a passkey sign-in. Please try again in "
+                 "a moment, or sign in another way."))
         return _json_failure(status, message)
     return {"options": options}
 
