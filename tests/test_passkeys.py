@@ -594,6 +594,18 @@ def test_someone_elses_passkey_cannot_be_removed(client, make_app, signed_in, au
     assert passkey_ids(client) == [passkey_id]
 
 
+def test_adding_after_the_request_expired_is_explained(client, signed_in, authenticator,
+                                                      emulator_clock):
+    token = token_of(client)
+    options = registration_options(client, token).get_json()["options"]
+    emulator_clock.offset = 301
+    response = client.post("/account/passkeys", data={
+        "csrf_token": token, "credential": json.dumps(authenticator.create(options))})
+    assert response.status_code == 302
+    page = text(client.get("/account"))
+    assert "Adding the passkey took too long" in page and "No passkeys yet" in page
+
+
 def test_the_same_passkey_twice_is_explained(client, signed_in, authenticator):
     add_passkey(client, authenticator)
     credential = next(iter(authenticator.credentials.values()))
