@@ -13,6 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 import account
 import auth
 import config
+import passkeys
 import roles
 import security
 import supabase_client
@@ -34,6 +35,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     security.init_app(app)
     auth.init_app(app)
     two_factor.init_app(app)  # after auth: its check needs the user
+    passkeys.init_app(app)
     app.register_blueprint(pages)
     app.register_blueprint(account.bp)
     app.register_blueprint(roles.bp)

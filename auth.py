@@ -379,12 +379,7 @@ def _signed_in(new_session, flow: dict, previous: dict | None):
         # The app only calls GitHub's API: keep the GitHub token the session already had.
         _keep_provider_token(tokens, previous)
     other_flows = [other for other in _pending_flows() if other["id"] != flow["id"]]
-    kept = _kept_for_the_same_person(previous, tokens)
-    session.clear()
-    session[STORAGE_KEY] = tokens
-    session.update(kept)
-    _store_flows(other_flows)
-    session.permanent = True
+    kept = _renew_cookie(tokens, previous, other_flows)
     user = User(trust(new_session.access_token))
     if flow.get("intent") == "link":
         record = kept.get(SIGNED_IN_KEY)
@@ -393,11 +388,34 @@ def _signed_in(new_session, flow: dict, previous: dict | None):
             session[SIGNED_IN_KEY] = {**record, "session": _session_id(tokens)}
         flash(f"{provider_name(flow['provider'])} is now linked to your account.", "success")
         return redirect(flow["next"])
+    return _welcome(user, tokens, flow["next"])
+
+
+def session_started(previous: dict | None, next_path: str):
+    """After a sign-in that stored new tokens without a PKCE flow (with a passkey): the same
+    cookie renewal, record of the sign-in and two-factor rule as after the callback."""
+    tokens = session[STORAGE_KEY]
+    _renew_cookie(tokens, previous, _pending_flows())
+    return _welcome(User(trust(tokens["access_token"])), tokens, next_path)
+
+
+def _renew_cookie(tokens: dict, previous: dict | None, flows: list[dict]) -> dict:
+    """A new cookie holding the new session; what it kept of the old (see below)."""
+    kept = _kept_for_the_same_person(previous, tokens)
+    session.clear()
+    session[STORAGE_KEY] = tokens
+    session.update(kept)
+    _store_flows(flows)
+    session.permanent = True
+    return kept
+
+
+def _welcome(user: User, tokens: dict, next_path: str):
     session.pop(SIGNED_IN_KEY, None)
     mark_signed_in()
     if not tokens.get(MFA_FACTORS):  # with a factor, the code comes first (two_factor.py)
         flash(f"Signed in as {user.name}.", "success")
-    return redirect(flow["next"])
+    return redirect(next_path)
 
 
 def _kept_for_the_same_person(previous: dict | None, tokens: dict) -> dict:

@@ -36,6 +36,9 @@ DEFAULTS = {
     # out other devices need a sign-in (or a two-factor code) this recent; else sign in again.
     "AUTH_RECENT_SIGN_IN_SECONDS": 600,
     "GITHUB_API_URL": "https://api.github.com",  # GitHub Enterprise: https://<host>/api/v3
+    # Sign in with a passkey, and passkeys on /account (passkeys.py). None: as the Supabase
+    # project's /settings says (passkeys_enabled); true/false overrides it.
+    "PASSKEYS_ENABLED": None,
     # Where the app keeps what its workers share on disk (instance_data.py); None: Flask's
     # instance folder beside app.py.
     "INSTANCE_PATH": None,
@@ -89,6 +92,7 @@ ENVIRONMENT = {
     "AUTH_REQUIRE_MFA": boolean,
     "AUTH_RECENT_SIGN_IN_SECONDS": int,
     "GITHUB_API_URL": str,
+    "PASSKEYS_ENABLED": boolean,
     "INSTANCE_PATH": str,
     "TRUSTED_PROXY_COUNT": int,
     "TRUSTED_HOSTS": str,

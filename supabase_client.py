@@ -117,15 +117,22 @@ class ProjectSettings:
     def __init__(self, shared: SupabaseExtension) -> None:
         self._shared = shared
         self._answered = True  # nothing says otherwise before the first fetch
-        self._external = Refetched(self._fetch, max_age=self.TTL, min_interval=self.FRESH,
+        self._settings = Refetched(self._fetch, max_age=self.TTL, min_interval=self.FRESH,
                                    wait=0, may_fetch=shared.backoff.ready)
 
     def provider_enabled(self, provider: str) -> bool | None:
         """True/False as the project says, or None when it could not be asked yet. After
         Supabase failed to answer, asked again every FRESH seconds: a project that comes back
         changed shows its providers at once."""
-        external = self._external.get(max_age=None if self._answered else self.FRESH)
-        return None if external is None else bool(external.get(provider, False))
+        settings = self._settings.get(max_age=None if self._answered else self.FRESH)
+        external = settings.get("external") if settings is not None else None
+        return None if not isinstance(external, dict) else bool(external.get(provider, False))
+
+    def passkeys_enabled(self) -> bool | None:
+        """Whether the project has passkeys on (``passkeys_enabled``), or None when it could not
+        be asked yet."""
+        settings = self._settings.get(max_age=None if self._answered else self.FRESH)
+        return None if settings is None else settings.get("passkeys_enabled") is True
 
     def reachable(self) -> bool:
         """Whether Supabase answers, by its last answer here; when a call failed lately (the
@@ -134,10 +141,10 @@ class ProjectSettings:
         if self._shared.backoff.remaining() > 0:
             return False  # calls are paused: Supabase was out of reach moments ago
         in_doubt = self._shared.backoff.failing or not self._answered
-        self._external.get(max_age=self.FRESH if in_doubt else None)
+        self._settings.get(max_age=self.FRESH if in_doubt else None)
         return self._answered
 
-    def _fetch(self) -> dict[str, bool] | None:
+    def _fetch(self) -> dict | None:
         shared = self._shared
         try:
             response = shared.http.get(f"{shared.url}/auth/v1/settings",
@@ -149,12 +156,12 @@ class ProjectSettings:
         self._answered = True
         try:
             response.raise_for_status()
-            external = response.json()["external"]
-        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            settings = response.json()
+        except (httpx.HTTPError, ValueError):
             shared.backoff.release()  # an answer, if a useless one: nothing to pause for
             return None  # Supabase itself will answer at /authorize
         shared.backoff.succeeded()
-        return external if isinstance(external, dict) else None
+        return settings if isinstance(settings, dict) else None
 
     def _unanswered(self) -> None:
         self._answered = False

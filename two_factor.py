@@ -78,7 +78,8 @@ FACTOR_KINDS = {"phone": "a phone number (codes by text message)",
                 "webauthn": "a security key or passkey"}
 # Reachable at aal1 whatever the person's factors: the way in, the way out, static files.
 OPEN = frozenset({"static", "pages.healthz", "pages.favicon", "auth.signout",
-                  "auth.signin_page", "auth.signin", "auth.callback"})
+                  "auth.signin_page", "auth.signin", "auth.callback",
+                  "passkeys.signin_options", "passkeys.signin"})
 CHALLENGE_VIEWS = frozenset({"two_factor.challenge", "two_factor.verify"})
 SETUP_VIEWS = frozenset({"two_factor.setup", "two_factor.enroll", "two_factor.confirm"})
 # Answers from Supabase that these views explain themselves.

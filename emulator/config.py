@@ -49,11 +49,6 @@ DEFAULTS: dict[str, Any] = {
     "MFA_CHALLENGE_EXPIRY_DURATION": 300,
     "MFA_FACTOR_EXPIRY_DURATION": 300,
     "MFA_RATE_LIMIT_CHALLENGE_AND_VERIFY": 15,
-    # The custom access token hook (GOTRUE_HOOK_CUSTOM_ACCESS_TOKEN_*); see hooks.py.
-    "HOOK_CUSTOM_ACCESS_TOKEN_ENABLED": False,
-    "HOOK_CUSTOM_ACCESS_TOKEN_URI": "",
-    "HOOK_CUSTOM_ACCESS_TOKEN_SECRETS": "",
-    "HOOK_TRANSPORT": None,  # Python only: an httpx transport for the hook calls (benchmarks)
     # GOTRUE_PASSKEY_* and GOTRUE_WEBAUTHN_*: passkeys off; when on, the relying party's id (a
     # host name), display name and origins (a comma list) are required. Challenges last five
     # minutes (seconds or a Go duration); authentication options are limited to
@@ -65,6 +60,11 @@ DEFAULTS: dict[str, Any] = {
     "WEBAUTHN_RP_ORIGINS": "",
     "WEBAUTHN_CHALLENGE_EXPIRY_DURATION": "5m",
     "RATE_LIMIT_PASSKEY": 30,
+    # The custom access token hook (GOTRUE_HOOK_CUSTOM_ACCESS_TOKEN_*); see hooks.py.
+    "HOOK_CUSTOM_ACCESS_TOKEN_ENABLED": False,
+    "HOOK_CUSTOM_ACCESS_TOKEN_URI": "",
+    "HOOK_CUSTOM_ACCESS_TOKEN_SECRETS": "",
+    "HOOK_TRANSPORT": None,  # Python only: an httpx transport for the hook calls (benchmarks)
     "CLOCK": time.time,
 }
 PYTHON_ONLY = {"CLOCK", "HOOK_TRANSPORT"}
@@ -76,7 +76,7 @@ INT_KEYS = {"JWT_EXP", "FLOW_STATE_EXPIRY", "REFRESH_TOKEN_REUSE_INTERVAL",
             "RATE_LIMIT_PASSKEY"}
 BOOL_KEYS = {"DISABLE_SIGNUP", "MAILER_AUTOCONFIRM", "REFRESH_TOKEN_ROTATION_ENABLED",
              "MANUAL_LINKING", "SB_FORWARDED_FOR", "MFA_TOTP_ENROLL_ENABLED",
-             "MFA_TOTP_VERIFY_ENABLED", "HOOK_CUSTOM_ACCESS_TOKEN_ENABLED", "PASSKEY_ENABLED"}
+             "MFA_TOTP_VERIFY_ENABLED", "PASSKEY_ENABLED", "HOOK_CUSTOM_ACCESS_TOKEN_ENABLED"}
 HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
 MIN_MFA_EXPIRY = 300  # ApplyDefaults raises shorter challenge and factor expiries to this
 MIN_FLOW_STATE_EXPIRY = 300
@@ -94,7 +94,18 @@ def for_app(app_url: str) -> dict[str, Any]:
     so that the sign-in and account pages show everything. EMULATOR_* variables still win."""
     app_url = app_url.rstrip("/")
     return {"SITE_URL": app_url, "URI_ALLOW_LIST": f"{app_url}/**",
-            "PROVIDERS": "github,gitlab,google", "MANUAL_LINKING": True}
+            "PROVIDERS": "github,gitlab,google", "MANUAL_LINKING": True,
+            **passkeys_for_app(app_url)}
+
+
+def passkeys_for_app(app_url: str) -> dict[str, Any]:
+    """Passkeys on for the app's origin, its host as the relying party; off when the app is
+    reached by an IP address, which WebAuthn refuses as an RP ID."""
+    host = (urlsplit(app_url).hostname or "").lower()
+    if not HOST_NAME.fullmatch(host) or host.replace(".", "").isdigit():
+        return {"PASSKEY_ENABLED": False}
+    return {"PASSKEY_ENABLED": True, "WEBAUTHN_RP_ID": host,
+            "WEBAUTHN_RP_DISPLAY_NAME": "Flask + Supabase Auth", "WEBAUTHN_RP_ORIGINS": app_url}
 
 
 def to_bool(value: Any) -> bool:

@@ -1,8 +1,9 @@
 """What browser tests share: Debian's chromium through Playwright, bounded and kept offline.
 
 The ``chromium`` fixture in conftest.py launches it once per module; ``bounded_context`` gives
-each test fresh cookies, bounded waits and no traffic beyond 127.0.0.1; ``Console`` collects
-what a page reports as an error; ``check_png`` reads a saved screenshot back.
+each test fresh cookies, bounded waits and no traffic beyond 127.0.0.1 and localhost;
+``Console`` collects what a page reports as an error; ``check_png`` reads a saved screenshot
+back.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-OFF_LOOPBACK = re.compile(r"^(?!http://127\.0\.0\.1:)")
+# localhost too: WebAuthn refuses IP addresses, so passkey tests open the site by that name.
+OFF_LOOPBACK = re.compile(r"^(?!http://(127\.0\.0\.1|localhost):)")
 WAIT_MS = 10_000  # the longest any single step may take
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
