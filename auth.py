@@ -344,16 +344,21 @@ def _unknown_flow(code: str):
     return _sign_in_failed(400, ANOTHER_BROWSER)
 
 
+def hook_refusal(error: Exception) -> str:
+    """What a person is told when the project's access token hook turned them away (its own
+    reason, which Supabase passes on, is shown: the team wrote it for them)."""
+    reason = (getattr(error, "message", "") or "")[:300].rstrip(". ")
+    return ("This site's sign-in rules do not let this account in" + (f": {reason}." if reason
+            else ".") + " Contact the site's team if you think this is a mistake.")
+
+
 def _exchange_failed(error: Exception, flow: dict | None,
                      messages: Mapping[str, tuple[int, str]] | None = None):
     if refused_by_hook(error):
         if flow is not None:
             _drop_flow(flow)
         log.info("code exchange refused by the project's custom access token hook")
-        reason = (getattr(error, "message", "") or "")[:300]
-        return _sign_in_failed(403, "This site's sign-in rules do not let this account in"
-                               + (f": {reason}" if reason else ".")
-                               + " Contact the site's team if you think this is a mistake.")
+        return _sign_in_failed(403, hook_refusal(error))
     failure = classify(error, expected=frozenset(CALLBACK_ERRORS))
     if failure is Failure.RATE_LIMITED:
         # Supabase checks its limit before the code, so the same link works once it refills.

@@ -321,10 +321,7 @@ def signin():
 def _sign_in_refused(error: Exception):
     if refused_by_hook(error):
         log.info("passkey sign-in refused by the project's custom access token hook")
-        reason = (getattr(error, "message", "") or "")[:300]
-        return _sign_in_failed(403, "This site's sign-in rules do not let this account in"
-                               + (f": {reason.rstrip('.')}." if reason else ".")
-                               + " Contact the site's team if you think this is a mistake.")
+        return _sign_in_failed(403, auth.hook_refusal(error))
     failure = classify(error, expected=frozenset(SIGN_IN_REFUSALS))
     if failure is not Failure.REFUSED:
         unavailable("signing you in with a passkey", error, failure)  # 429 or 503
