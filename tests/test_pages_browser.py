@@ -8,12 +8,15 @@ its console (CSP violations included). A screenshot of each lands in /tmp/page-s
 to PAGES.
 
 One signed-in person is set up once for the module, as a person would do it: GitHub with a long
-name and email, GitLab linked, an authenticator app, the admin role and long user_metadata.
+name and email, GitLab linked, an authenticator app, the admin role and long user_metadata; and
+a passkey with a long name, seeded through the emulator's data file (the pages about it need no
+WebAuthn ceremony, and the app runs on 127.0.0.1, where browsers refuse passkeys).
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 import shutil
 import tempfile
 import time
@@ -24,9 +27,11 @@ from pathlib import Path
 import httpx
 import pyotp
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.browsers import bounded_context, check_png, expect
 from tests.helpers import live_site_with_emulator, move_app_clock
+from tests.webauthn_authenticator import b64url, cose_key
 
 SCREENSHOTS = Path(tempfile.gettempdir()) / "page-screenshots"
 SIZES = ((390, 844), (1280, 800))  # a phone, a desktop
@@ -36,6 +41,7 @@ LOGIN = "maximiliane-konstantinopoulou-fitzgera"  # GitHub allows 39 characters
 NAME = "Maximiliane Wilhelmina Konstantinopoulou-Fitzgerald"
 EMAIL = "maximiliane.wilhelmina.konstantinopoulou-fitzgerald@research-institute.example.com"
 FACTOR = "Pixel 8 Pro (Google Authenticator)"
+PASSKEY = "iCloud Keychain on Maximiliane's MacBook Pro (work, second floor office)"
 LONG_METADATA = {
     "bio": "Works on analytical engines, difference engines and the notes that explain them "
            "to people who were not in the room when they were built.",
@@ -89,7 +95,10 @@ class Site:
 def site() -> Iterator[Site]:
     """The app (GitHub, GitLab and Google) against its own emulator, with stand-in accounts."""
     switch = SupabaseSwitch()
-    emulator_settings = {"PROVIDERS": "github,gitlab,google", "MANUAL_LINKING": True}
+    emulator_settings = {"PROVIDERS": "github,gitlab,google", "MANUAL_LINKING": True,
+                         "PASSKEY_ENABLED": True, "WEBAUTHN_RP_ID": "localhost",
+                         "WEBAUTHN_RP_DISPLAY_NAME": "Flask + Supabase Auth",
+                         "WEBAUTHN_RP_ORIGINS": "http://localhost:5000"}
     with live_site_with_emulator(emulator_settings, AUTH_PROVIDERS="github,gitlab,google",
                                  SUPABASE_TRANSPORT=switch) as (url, emulator):
         stand_ins = f"{emulator.url}/{{}}/_accounts"
@@ -129,6 +138,7 @@ def person(chromium, site) -> Iterator[object]:
         authorize(page, None, "max-k-f")
         page.wait_for_url(site.url + "/account")
         site.ids["factor_id"] = set_up_authenticator(page, FACTOR)
+        site.ids["passkey_id"] = seed_passkey(site, site.ids["user_id"], PASSKEY)
         expect(page.get_by_role("navigation", name="Main").get_by_role(
             "link", name="Admin")).to_be_visible()  # the role came with the aal2 token
         page.close()
@@ -156,6 +166,26 @@ def set_up_authenticator(page, name: str) -> str:
     page.get_by_role("button", name="Turn on two-factor authentication").click()
     page.wait_for_url(re.compile(r"/account$"))
     return factor_id
+
+
+def seed_passkey(site: Site, user_id: str, name: str) -> str:
+    """Give the person a passkey (a fresh P-256 key) through the emulator's export and import,
+    which keep their identities, factors and sessions; its id."""
+    headers = {"apikey": site.emulator.service_role_key,
+               "Authorization": f"Bearer {site.emulator.service_role_key}"}
+    with httpx.Client(base_url=f"{site.emulator.url}/emulator/v1", headers=headers,
+                      timeout=5) as control:
+        exported = control.get("/export").json()
+        entry = next(user for user in exported["users"] if user["id"] == user_id)
+        passkey_id = "5a9e7d1c-3b2f-4c8e-9d6a-1f0e2b3c4d5e"
+        entry["passkeys"] = [{
+            "id": passkey_id, "friendly_name": name,
+            "credential_id": b64url(secrets.token_bytes(32)),
+            "public_key": b64url(cose_key(ec.generate_private_key(ec.SECP256R1()).public_key())),
+            "sign_count": 0, "transports": ["internal", "hybrid"]}]
+        response = control.post("/import", json={"version": 1, "users": [entry]})
+        assert response.status_code == 200, response.text
+    return passkey_id
 
 
 # --- pages that take more than opening an address ---------------------------------------------
@@ -206,6 +236,13 @@ def stale_sign_in(page, site: Site) -> None:
         expect(page.get_by_role("heading", level=1)).to_have_text("Confirm it is you")
 
 
+def passkey_offer(page, site: Site) -> None:
+    """Sign in with GitHub as someone with no passkey: the home page offers one, once."""
+    authorize(page, "Sign in with GitHub", "octocat")
+    page.wait_for_url(site.url + "/")
+    expect(page.get_by_role("heading", name="Sign in faster next time")).to_be_visible()
+
+
 def leaving(page, site: Site) -> None:
     """Link Google: the page that moves on to Google's stand-in (held here, a 204)."""
     page.route(re.compile(r"/authorize\?"), lambda route: route.fulfill(status=204))
@@ -239,6 +276,7 @@ PAGES = [
     Shot("stand-in-consent", VISITOR, "/", "Authorize", click=("Sign in with GitHub",)),
     Shot("two-factor-challenge", VISITOR, "/", "Enter your code", steps=challenge),
     Shot("home-signed-in", PERSON, "/", "Home"),
+    Shot("home-passkey-offer", VISITOR, "/", "Home", steps=passkey_offer),
     Shot("account", PERSON, "/account", "Your account"),
     Shot("admin", PERSON, "/admin", "Admin"),
     Shot("two-factor-setup", PERSON, "/account/two-factor", "Two-factor authentication"),
@@ -246,6 +284,8 @@ PAGES = [
          click=("Set up an authenticator app",)),
     Shot("two-factor-wrong-code", PERSON, "/account/two-factor", "Add", steps=wrong_code),
     Shot("two-factor-remove", PERSON, "/account/two-factor/{factor_id}/remove", "Remove"),
+    Shot("passkey-rename", PERSON, "/account/passkeys/{passkey_id}/rename", "Rename"),
+    Shot("passkey-remove", PERSON, "/account/passkeys/{passkey_id}/remove", "Remove"),
     Shot("unlink", PERSON, "/account", "Unlink GitLab", click=("Unlink GitLab",)),
     Shot("sign-out-everywhere", PERSON, "/account", "Sign out everywhere",
          click=("Sign out everywhere",)),
