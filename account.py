@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from flask import (
     Blueprint,
@@ -16,10 +17,11 @@ from flask import (
 )
 from flask_login import current_user, login_required
 from supabase_auth.types import User as SupabaseUser
+from werkzeug.exceptions import ServiceUnavailable
 
 import auth
 import github_api
-from flask_storage import forget_provider_token, provider_token
+from flask_storage import MFA_FACTORS, forget_provider_token, provider_token, stored_tokens
 from sessions import SessionEnded, fresh_user, supabase_call
 from supabase_client import extension, get_supabase
 from supabase_errors import SUPABASE_ERRORS
@@ -37,19 +39,66 @@ MANUAL_LINKING_OFF = (
     "admin can turn on Manual Linking under Authentication > Sign In / Providers "
     "(GOTRUE_SECURITY_MANUAL_LINKING_ENABLED=true when self-hosting)."
 )
+UNAVAILABLE = ("We could not reach the sign-in service, which this needs. You are still "
+               "signed in; please try again in a moment.")
 
 
 @bp.get("")
 @login_required
 def index():
     """Profile, provider, identities, last sign-in, GitHub data and authenticator apps, fresh
-    from Supabase (one GET /user, which lists the factors too)."""
-    user = _fresh_user()
+    from Supabase (one GET /user, which lists the factors too); while Supabase cannot be
+    reached, what the token says, and which details are missing."""
+    user = _user_if_reachable()
+    if user is None:
+        return _from_token()
     linked = {identity.provider for identity in user.identities or []}
     linkable = [p for p in auth.enabled_providers() if p["id"] not in linked]
     factors = [f for f in user.factors or () if f.factor_type == "totp" and f.status == "verified"]
     return render_template("account.html", user=user, linkable=linkable,
                            github=_github_section(linked), factors=factors)
+
+
+def _user_if_reachable() -> SupabaseUser | None:
+    """The user as Supabase has it now, or None while it cannot answer: no call while the
+    back-off is under way, and a failed one pauses the next like a session check."""
+    backoff = extension().backoff
+    if not backoff.ready():
+        return None
+    try:
+        user = _asked()
+    except ServiceUnavailable as unavailable:
+        if unavailable.retry_after is None:  # busy (429) is no outage
+            backoff.failed()
+        return None
+    backoff.succeeded()
+    return user
+
+
+def _from_token():
+    """The account page from the verified token and the cookie alone (Supabase unreachable):
+    name, email, providers and level; actions that need Supabase say they are unavailable."""
+    app_metadata = current_user.app_metadata
+    listed = app_metadata.get("providers")  # a tuple: verified claims are frozen
+    providers = [p for p in listed if isinstance(p, str)] if isinstance(listed, list | tuple) \
+        else []
+    if not providers and isinstance(app_metadata.get("provider"), str):
+        providers = [app_metadata["provider"]]
+    tokens = stored_tokens() or {}
+    factors = tokens.get(MFA_FACTORS)
+    return render_template(
+        "account.html", user=None, providers=providers,
+        member_since=_timestamp(tokens.get("user_created_at")),
+        level=current_user.claims.get("aal"),
+        factor_count=factors if isinstance(factors, int) else 0,
+        github=_github_section(set(providers)))
+
+
+def _timestamp(value: object) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 @bp.post("/link/<provider>")
@@ -124,7 +173,14 @@ def confirm_sign_out_everywhere():
 
 
 def _fresh_user() -> SupabaseUser:
-    """The user as Supabase has it now; off to sign in again when it refuses this session."""
+    """The user as Supabase has it now; off to sign in again when it refuses this session.
+    While the back-off is under way, 503 at once rather than after a timeout."""
+    if not extension().backoff.ready():
+        raise ServiceUnavailable(UNAVAILABLE)
+    return _asked()
+
+
+def _asked() -> SupabaseUser:
     try:
         return fresh_user("loading your account")
     except SessionEnded as ended:
