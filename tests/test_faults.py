@@ -151,7 +151,6 @@ class Stage:
         else:
             assert browser.sign_in(github_account()).status_code == 302
             self.client.set_cookie("session", browser.client.get_cookie("session").value)
-            self.path = "/"
         if name == "refresh":
             move_app_clock(monkeypatch, 3601)
         elif name == "near-expiry":
