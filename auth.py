@@ -30,9 +30,9 @@ from werkzeug.exceptions import TooManyRequests
 import pending_sign_outs
 from flask_storage import PROVIDER_TOKEN, stored_tokens
 from pending_sign_outs import Outcome
-from sessions import RETRY_AFTER, SessionEnded, current_claims, trust, unavailable
+from sessions import SessionEnded, current_claims, trust, unavailable
 from supabase_client import extension, get_supabase
-from supabase_errors import SUPABASE_ERRORS, Failure, classify
+from supabase_errors import SUPABASE_ERRORS, Failure, classify, retry_after
 from tokens import InvalidToken
 
 log = logging.getLogger(__name__)
@@ -296,10 +296,11 @@ def _flow(flow_id: str | None) -> dict | None:
 def _exchange_failed(error: Exception, flow: dict):
     failure = classify(error, expected=frozenset(CALLBACK_ERRORS))
     if failure is Failure.RATE_LIMITED:
-        # Supabase checks its limit before the code, so the same link works in a minute.
+        # Supabase checks its limit before the code, so the same link works once it refills.
         log.warning("code exchange rate-limited by Supabase (429)")
-        raise TooManyRequests("Too many sign-ins right now. Please try again in a minute.",
-                              retry_after=RETRY_AFTER)
+        wait = retry_after(error)
+        raise TooManyRequests(f"Too many sign-ins right now. Please try again in {wait} seconds.",
+                              retry_after=wait)
     if failure in (Failure.UNAVAILABLE, Failure.MISCONFIGURED):
         unavailable("finishing your sign-in", error, failure)
     _drop_flow(flow)  # its code is used up or refused: nothing of it is needed any more

@@ -6,6 +6,7 @@ import ipaddress
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 from flask import Flask, current_app, g, has_request_context, request
@@ -17,6 +18,9 @@ from refetched import Refetched
 from tokens import TokenVerifier
 
 EXTENSION = "supabase"
+SAVED_KEYS = "jwks.json"  # the last good JWKS, in the instance folder (instance_data.py)
+START_WAIT = 1.0  # seconds a starting worker waits for the JWKS, at the most
+SPARE_REFRESHES = 4  # see SupabaseExtension.spare_refreshes
 # Supabase applies its per-address rate limits to this address instead of the app server's.
 FORWARDED_FOR = "Sb-Forwarded-For"
 
@@ -31,40 +35,71 @@ class SupabaseExtension:
     tokens: TokenVerifier
     backoff: Backoff
     settings: ProjectSettings = field(init=False)
+    # Refreshes of tokens that are still valid, in flight at once at the most: a crowd due at
+    # once (Supabase back after an outage) is spread over the following pages.
+    spare_refreshes: threading.BoundedSemaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(SPARE_REFRESHES))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "settings", ProjectSettings(self))
 
 
 class Backoff:
-    """After Supabase failed to answer, session checks pause for a while instead of every
-    request trying again: 1 s, then 2, 4, … up to ``longest`` while failures go on."""
+    """After Supabase could not be reached, calls that can wait pause for a while instead of
+    every request trying again: 1 s, then 2, 4, … up to ``longest`` while failures go on.
 
-    def __init__(self, longest: float, clock=time.monotonic) -> None:
+    Once a pause is over, ``ready()`` hands out exactly one retry (per process) and says no to
+    everyone else until that retry is reported: ``failed()`` (a longer pause), ``succeeded()``
+    (calls go on as usual) or ``release()`` (Supabase answered, but about one session only).
+    A retry never reported (its request died) is handed out again after ``hold`` seconds.
+    """
+
+    def __init__(self, longest: float, hold: float = 30.0, clock=time.monotonic) -> None:
         self._longest = longest
+        self._hold = hold
         self._clock = clock
         self._failures = 0
         self._until = float("-inf")
+        self._retry_until = float("-inf")  # the retry handed out must report by then
         self._lock = threading.Lock()
 
     def ready(self) -> bool:
-        """Whether a check may call Supabase now."""
-        return self._clock() >= self._until
+        """Whether this caller may call Supabase now (after a pause: the one retry)."""
+        with self._lock:
+            if self._failures == 0:
+                return True
+            now = self._clock()
+            if now < self._until or now < self._retry_until:
+                return False
+            self._retry_until = now + self._hold
+            return True
+
+    def remaining(self) -> float:
+        """Seconds until the pause under way ends (0 when there is none)."""
+        with self._lock:
+            return max(0.0, self._until - self._clock())
 
     def failed(self) -> None:
-        """Supabase did not answer: wait longer before the next check."""
+        """Supabase could not be reached: pause longer before the next call."""
         with self._lock:
-            if self._clock() < self._until:
-                return  # requests already under way when the pause began: one failure
+            now = self._clock()
+            if now < self._until:
+                return  # calls already under way when the pause began: one failure
             self._failures += 1
-            pause = min(self._longest, 2.0 ** min(self._failures - 1, 16))
-            self._until = self._clock() + pause
+            self._until = now + min(self._longest, 2.0 ** min(self._failures - 1, 16))
+            self._retry_until = float("-inf")
 
     def succeeded(self) -> None:
-        """Supabase answered: checks go on as usual."""
+        """Supabase answered: calls go on as usual."""
         with self._lock:
             self._failures = 0
-            self._until = float("-inf")
+            self._until = self._retry_until = float("-inf")
+
+    def release(self) -> None:
+        """The retry got an answer that says nothing about Supabase as a whole (a refused or
+        rate-limited session): the pauses stay as they are, and the next caller may retry."""
+        with self._lock:
+            self._retry_until = float("-inf")
 
 
 class ProjectSettings:
@@ -75,7 +110,7 @@ class ProjectSettings:
     def __init__(self, shared: SupabaseExtension) -> None:
         self._shared = shared
         self._external = Refetched(self._fetch, max_age=self.TTL, min_interval=self.TTL / 2,
-                                   wait=0)
+                                   wait=0, may_fetch=shared.backoff.ready)
 
     def provider_enabled(self, provider: str) -> bool | None:
         """True/False as the project says, or None when it could not be asked yet."""
@@ -89,8 +124,13 @@ class ProjectSettings:
                                        headers={"apikey": shared.key})
             response.raise_for_status()
             external = response.json()["external"]
-        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        except httpx.TransportError:
+            shared.backoff.failed()
             return None  # Supabase itself will answer at /authorize
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            shared.backoff.release()
+            return None
+        shared.backoff.succeeded()
         return external if isinstance(external, dict) else None
 
 
@@ -104,14 +144,21 @@ def init_app(app: Flask) -> None:
         limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
         transport=app.config.get("SUPABASE_TRANSPORT"),
     )
+    # A retry that never reports back is handed out again once its call must have ended.
+    backoff = Backoff(longest=min(15, max(app.config["AUTH_REVALIDATE_SECONDS"], 1)),
+                      hold=min(timeout, 3.0) + 2 * timeout + 1)
     verifier = TokenVerifier(
         http=http,
         jwks_url=f"{url}/auth/v1/.well-known/jwks.json",
         headers={"apikey": key},
         issuer=app.config["SUPABASE_JWT_ISSUER"] or f"{url}/auth/v1",
         jwt_secret=app.config["SUPABASE_JWT_SECRET"],
+        saved_keys=Path(app.instance_path) / SAVED_KEYS,
+        gate=backoff,
     )
-    backoff = Backoff(longest=min(15, max(app.config["AUTH_REVALIDATE_SECONDS"], 1)))
+    # Every worker has the keys before a request needs them, or a saved copy when Supabase
+    # cannot be reached right now; either way it starts.
+    verifier.start(wait=min(timeout, START_WAIT))
     app.extensions[EXTENSION] = SupabaseExtension(url=url, key=key, http=http, tokens=verifier,
                                                   backoff=backoff)
     app.teardown_appcontext(close)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import threading
+import time
 
 import httpx
 import pydantic
 from supabase_auth.errors import AuthError
+from werkzeug.http import parse_date
 
 from tokens import KeysUnavailable
 
@@ -32,6 +35,13 @@ SESSION_ENDING = frozenset({
 REFRESH_ENDING = SESSION_ENDING | {"validation_failed"}
 # Statuses that say "not now" rather than "never": a retry may succeed.
 PASSING_STATUSES = frozenset({408, 409, 429})
+# What a gateway answers when it cannot reach Auth behind it (supabase_auth's own list).
+GATEWAY_STATUSES = frozenset({502, 503, 504, 520, 521, 522, 523, 524, 530})
+# POST /token's bucket at hosted defaults (GOTRUE_RATE_LIMIT_TOKEN_REFRESH, 150 per five
+# minutes per address) gains one call every 2 s. The real server's 429 carries no Retry-After
+# (tollbooth's LimitByKeys sets no header), so this is how long one more call takes to come.
+TOKEN_REFILL_SECONDS = 2
+LONGEST_RETRY_AFTER = 300  # a Retry-After beyond the limiter's five-minute window is not believed
 
 
 class Failure(enum.Enum):
@@ -61,6 +71,44 @@ def classify(error: Exception, expected: frozenset[str] = frozenset(),
     # A redirect (SUPABASE_URL is not the project's API) or any other 4xx: the app's settings.
     _log_misconfigured(status, code, error)
     return Failure.MISCONFIGURED
+
+
+def out_of_reach(error: Exception, *, server_errors: bool = False) -> bool:
+    """Whether a failed call means Supabase cannot be reached by anyone just now: no answer at
+    all (network error, timeout), a gateway that cannot reach it, or, with ``server_errors``,
+    any 5xx (for calls whose outcome no single session decides, such as GET /user).
+
+    Only these pause everyone's calls; a refused or rate-limited session says nothing about
+    anybody else's.
+    """
+    if isinstance(error, httpx.TransportError) or isinstance(error.__cause__,
+                                                             httpx.TransportError):
+        return True
+    status = _status(error)
+    return status is not None and (status in GATEWAY_STATUSES or (server_errors and status >= 500))
+
+
+def retry_after(error: Exception, refill_seconds: float = TOKEN_REFILL_SECONDS) -> int:
+    """Seconds until a rate-limited caller may try again: what Supabase's answer says
+    (Retry-After, or RateLimit-Reset) when it says so, else the time its limiter takes to let
+    one more call through (``refill_seconds``)."""
+    answer = error if isinstance(error, httpx.HTTPStatusError) else error.__cause__
+    said = _said_wait(answer.response.headers) if isinstance(answer,
+                                                             httpx.HTTPStatusError) else None
+    seconds = refill_seconds if said is None else said
+    return max(1, min(LONGEST_RETRY_AFTER, math.ceil(seconds)))
+
+
+def _said_wait(headers: httpx.Headers) -> float | None:
+    """Seconds from Retry-After (seconds or an HTTP date) or RateLimit-Reset (seconds)."""
+    for name in ("Retry-After", "RateLimit-Reset"):
+        value = headers.get(name, "").strip()
+        if value.isdigit():
+            return float(value)
+        when = parse_date(value) if name == "Retry-After" and value else None
+        if when is not None:
+            return max(0.0, when.timestamp() - time.time())
+    return None
 
 
 def _status(error: Exception) -> int | None:

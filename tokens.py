@@ -3,21 +3,34 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from types import MappingProxyType
+from typing import Protocol
 
 import httpx
 import jwt
 from cachetools import TLRUCache
 
+from instance_data import write_atomically
 from refetched import Refetched
 
 log = logging.getLogger(__name__)
 ASYMMETRIC_ALGORITHMS = frozenset({"ES256", "RS256"})
 JWKS_MIN_INTERVAL = 30.0  # seconds between two fetches of the JWKS, at the most often
+
+
+class Gate(Protocol):
+    """When Supabase may be called, and what came of a call (supabase_client.Backoff)."""
+
+    def ready(self) -> bool: ...
+    def failed(self) -> None: ...
+    def succeeded(self) -> None: ...
+    def release(self) -> None: ...
 
 
 class InvalidToken(Exception):
@@ -33,7 +46,8 @@ class UnknownSigningKey(InvalidToken):
 
 
 class KeysUnavailable(Exception):
-    """The project's signing keys could not be fetched (network, timeout or a bad answer)."""
+    """The project's signing keys could not be fetched (network, timeout or a bad answer), and
+    no copy of them was kept."""
 
 
 class TokenVerifier:
@@ -41,6 +55,12 @@ class TokenVerifier:
 
     Safe under threaded workers: the claims cache is locked, the JWKS is swapped whole, and the
     claims handed out are read-only (a view cannot change what the next request sees).
+
+    The last good JWKS is also kept in ``saved_keys`` (a file shared by the server's workers),
+    so that a worker started while Supabase cannot be reached still verifies tokens: the copy
+    is read only when fetching fails and nothing was fetched yet, and replaced by the first
+    fetch that succeeds. ``gate`` (the process's back-off) says when a fetch may be tried and
+    hears whether Supabase could be reached.
     """
 
     def __init__(
@@ -56,6 +76,8 @@ class TokenVerifier:
         jwks_ttl: float = 600,
         clock: Callable[[], float] = time.time,
         keys_clock: Callable[[], float] = time.monotonic,
+        saved_keys: Path | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self._http = http
         self._jwks_url = jwks_url
@@ -63,21 +85,30 @@ class TokenVerifier:
         self._issuer = issuer
         self._audience = audience
         self._jwt_secret = jwt_secret
+        self._saved_keys = saved_keys
+        self._gate = gate
         self._jwks = Refetched(self._fetch_keys, max_age=jwks_ttl, min_interval=JWKS_MIN_INTERVAL,
-                               wait=_wait_for(http), clock=keys_clock)
+                               wait=_wait_for(http), clock=keys_clock,
+                               may_fetch=gate.ready if gate else lambda: True,
+                               fallback=self._read_saved_keys)
         # Keyed by the token's SHA-256, not the token: 32 bytes instead of ~1.2 KB per entry.
         # Never by its signature alone: a copied signature would then vouch for any payload.
         # An entry lives until its token expires (or the least recently used goes first).
         self._claims: TLRUCache = TLRUCache(max_entries, _until_expiry, timer=clock)
         self._claims_lock = threading.Lock()
 
+    def start(self, wait: float) -> None:
+        """Fetch the keys before any request needs them, waiting at most ``wait`` seconds; when
+        that fails the saved copy (if any) stands in. Never raises: a worker starts anyway."""
+        self._jwks.put(self._fetch_keys(timeout=wait))
+
     def verify(self, token: str) -> Mapping | None:
         """Return the token's claims, even if expired; None when only the server can tell.
 
         Raises InvalidToken for a forged, malformed or foreign token (UnknownSigningKey when its
-        key is not in the JWKS), and KeysUnavailable when the JWKS is needed but has never been
-        fetched. Expiry is the caller's decision: an expired but genuine token is a reason to
-        refresh, not to sign the person out.
+        key is not in the JWKS), and KeysUnavailable when the JWKS is needed but could never be
+        fetched and no copy was kept. Expiry is the caller's decision: an expired but genuine
+        token is a reason to refresh, not to sign the person out.
         """
         digest = _digest(token)
         with self._claims_lock:
@@ -103,6 +134,21 @@ class TokenVerifier:
             self._claims[_digest(token)] = frozen
         return frozen
 
+    def remember_issued(self, token: str, claims: dict) -> Mapping:
+        """Cache the claims of a token Supabase itself just handed over (no check needed), and
+        make sure its signing key is in hand for when a token must be verified here."""
+        frozen = self.remember(token, claims)
+        try:
+            header = _header(token)
+        except InvalidToken:
+            return frozen
+        kid = header.get("kid")
+        if header.get("alg") in ASYMMETRIC_ALGORITHMS and isinstance(kid, str):
+            keys = self._jwks.get()
+            if keys is None or kid not in keys:
+                self._jwks.refetch()  # a new key; at most once per JWKS_MIN_INTERVAL
+        return frozen
+
     def forget(self, token: str) -> None:
         """Drop a token's claims once it was refreshed or signed out: it is no use to anyone."""
         with self._claims_lock:
@@ -126,7 +172,7 @@ class TokenVerifier:
         if keys is None or kid not in keys:
             keys = self._jwks.refetch()  # a rotated key; at most once per JWKS_MIN_INTERVAL
         if keys is None:
-            raise KeysUnavailable(f"could not load {self._jwks_url}")
+            raise KeysUnavailable(f"could not load {self._jwks_url} (and no copy was kept)")
         key = keys.get(kid)
         if key is None:
             raise UnknownSigningKey(f"no signing key {kid!r} in the project's JWKS")
@@ -134,16 +180,77 @@ class TokenVerifier:
             raise InvalidToken(f"key {kid!r} is not an {algorithm} key")
         return key
 
-    def _fetch_keys(self) -> dict[str, jwt.PyJWK] | None:
+    def _fetch_keys(self, timeout: float | None = None) -> dict[str, jwt.PyJWK] | None:
         try:
-            response = self._http.get(self._jwks_url, headers=self._headers)
+            response = self._http.get(
+                self._jwks_url, headers=self._headers,
+                timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout)
             response.raise_for_status()
-            keys = response.json()["keys"]
-            return {jwk["kid"]: jwt.PyJWK(jwk) for jwk in keys if jwk.get("kid")}
-        except (httpx.HTTPError, ValueError, KeyError, TypeError, jwt.PyJWTError) as error:
+            listed = response.json()["keys"]
+            keys = _parsed(listed)
+        except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError,
+                jwt.PyJWTError) as error:
             log.warning("could not load %s (keeping the keys fetched before, if any): %s: %s",
                         self._jwks_url, type(error).__name__, error)
+            self._report(out_of_reach=_out_of_reach(error))
             return None
+        self._report(out_of_reach=None)
+        self._save(listed)
+        return keys
+
+    def _report(self, out_of_reach: bool | None) -> None:
+        """Tell the gate: reached (None), not reachable (True), or a bad answer (False)."""
+        if self._gate is None:
+            return
+        if out_of_reach is None:
+            self._gate.succeeded()
+        elif out_of_reach:
+            self._gate.failed()
+        else:
+            self._gate.release()
+
+    def _save(self, listed: list) -> None:
+        """Keep the JWKS for the next worker that cannot fetch it (public keys only)."""
+        if self._saved_keys is None:
+            return
+        data = json.dumps({"jwks_url": self._jwks_url, "keys": listed}, sort_keys=True,
+                          indent=1).encode()
+        try:
+            if self._saved_keys.is_file() and self._saved_keys.read_bytes() == data:
+                return  # every worker fetches; the file changes only when the keys do
+            self._saved_keys.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            write_atomically(self._saved_keys, data)
+        except OSError as error:
+            log.warning("could not keep the signing keys in %s: %s", self._saved_keys, error)
+
+    def _read_saved_keys(self) -> dict[str, jwt.PyJWK] | None:
+        """The JWKS kept by the last fetch that succeeded (in any worker), for this project."""
+        if self._saved_keys is None or not self._saved_keys.is_file():
+            return None
+        try:
+            saved = json.loads(self._saved_keys.read_bytes())
+            if saved["jwks_url"] != self._jwks_url:
+                return None  # another project's, or SUPABASE_URL moved
+            keys = _parsed(saved["keys"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError,
+                jwt.PyJWTError) as error:
+            log.warning("could not read the signing keys kept in %s: %s: %s", self._saved_keys,
+                        type(error).__name__, error)
+            return None
+        log.warning("verifying tokens with the signing keys kept in %s until %s answers",
+                    self._saved_keys, self._jwks_url)
+        return keys
+
+
+def _parsed(listed: list) -> dict[str, jwt.PyJWK]:
+    return {jwk["kid"]: jwt.PyJWK(jwk) for jwk in listed if jwk.get("kid")}
+
+
+def _out_of_reach(error: Exception) -> bool:
+    """No answer at all, or a server error: nobody could have fetched the keys just now."""
+    if isinstance(error, httpx.HTTPStatusError):
+        return error.response.status_code >= 500
+    return isinstance(error, httpx.TransportError)
 
 
 def freeze(value):

@@ -228,14 +228,34 @@ def test_a_token_signed_with_an_unknown_key_is_refreshed_not_signed_out(
     assert tokens_of(client)["access_token"] not in (gone, tokens["access_token"])
 
 
-def test_rate_limited_refresh_of_an_expired_token_says_busy(
+def test_rate_limited_refresh_of_an_expired_token_is_a_429_with_the_limiters_wait(
         client, signed_in, network, monkeypatch):
-    network.answers[REFRESH] = refusal(429, "over_request_rate_limit")
+    network.answers[REFRESH] = refusal(429, "over_request_rate_limit")  # as the real one: bare
     move_app_clock(monkeypatch, 3601)
     response = client.get("/")
-    assert response.status_code == 503
-    assert response.headers["Retry-After"] == str(sessions.RETRY_AFTER)
-    assert "busy" in response.get_data(as_text=True)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 429
+    # The real server sends no Retry-After: one more /token call comes every 2 s at hosted
+    # defaults (150 per five minutes per address).
+    assert response.headers["Retry-After"] == str(supabase_errors.TOKEN_REFILL_SECONDS) == "2"
+    assert "busy" in page and "try again in 2 seconds" in page
+    assert "You are still signed in" in page
+
+
+@pytest.mark.parametrize("said, expected", [
+    ({"Retry-After": "7"}, "7"),
+    ({"RateLimit-Reset": "12"}, "12"),
+    ({"Retry-After": "soon"}, "2"),  # unreadable: the limiter's own pace
+])
+def test_a_rate_limited_refresh_follows_what_supabase_says(
+        client, signed_in, network, monkeypatch, said, expected):
+    network.answers[REFRESH] = answer(429, {"code": "over_request_rate_limit", "message": "x"},
+                                      {**API_VERSION, **said})
+    move_app_clock(monkeypatch, 3601)
+    response = client.get("/")
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == expected
+    assert f"try again in {expected} seconds" in response.get_data(as_text=True)
 
 
 # -- calls on the person's behalf carry their address ---------------------------------------
@@ -329,8 +349,8 @@ def test_a_rate_limited_exchange_shows_429_and_try_again_retries_the_code(
     response = client.get(path)
     page = response.get_data(as_text=True)
     assert response.status_code == 429
-    assert response.headers["Retry-After"] == str(sessions.RETRY_AFTER)
-    assert "Too many sign-ins right now" in page
+    assert response.headers["Retry-After"] == "2"  # one more /token call at hosted defaults
+    assert "Too many sign-ins right now. Please try again in 2 seconds." in page
     retry = html.unescape(re.search(r'href="([^"]+)">Try again', page).group(1))
     assert retry == path
     assert client.get(retry).status_code == 302  # the code was not used up

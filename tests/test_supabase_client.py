@@ -230,6 +230,7 @@ def test_the_persons_address_goes_out_with_the_clients_calls(make_app):
             "app_metadata": {}, "user_metadata": {}, "created_at": "2024-05-01T10:00:00Z"})
 
     app = make_app(SUPABASE_TRANSPORT=httpx.MockTransport(supabase))
+    sent.clear()  # the app's own JWKS fetch at start, for nobody in particular
     with request_from(app, "203.0.113.7"):
         get_supabase().auth.get_user("header.payload.signature")
     assert [request.headers.get(FORWARDED_FOR) for request in sent] == ["203.0.113.7"]
