@@ -17,12 +17,11 @@ from flask import (
 )
 from flask_login import current_user, login_required
 from supabase_auth.types import User as SupabaseUser
-from werkzeug.exceptions import ServiceUnavailable
 
 import auth
 import github_api
 from flask_storage import MFA_FACTORS, forget_provider_token, provider_token, stored_tokens
-from sessions import SessionEnded, fresh_user, supabase_call
+from sessions import SessionEnded, SupabaseUnavailable, fresh_user, supabase_call
 from supabase_client import extension, get_supabase
 from supabase_errors import SUPABASE_ERRORS
 
@@ -39,10 +38,6 @@ MANUAL_LINKING_OFF = (
     "admin can turn on Manual Linking under Authentication > Sign In / Providers "
     "(GOTRUE_SECURITY_MANUAL_LINKING_ENABLED=true when self-hosting)."
 )
-UNAVAILABLE = ("We could not reach the sign-in service, which this needs. You are still "
-               "signed in; please try again in a moment.")
-
-
 @bp.get("")
 @login_required
 def index():
@@ -60,19 +55,12 @@ def index():
 
 
 def _user_if_reachable() -> SupabaseUser | None:
-    """The user as Supabase has it now, or None while it cannot answer: no call while the
-    back-off is under way, and a failed one pauses the next like a session check."""
-    backoff = extension().backoff
-    if not backoff.ready():
-        return None
+    """The user as Supabase has it now, or None while it cannot be reached (no call at all
+    while calls are paused: see supabase_client.Backoff)."""
     try:
-        user = _asked()
-    except ServiceUnavailable as unavailable:
-        if unavailable.retry_after is None:  # busy (429) is no outage
-            backoff.failed()
+        return _fresh_user()
+    except SupabaseUnavailable:
         return None
-    backoff.succeeded()
-    return user
 
 
 def _from_token():
@@ -173,14 +161,7 @@ def confirm_sign_out_everywhere():
 
 
 def _fresh_user() -> SupabaseUser:
-    """The user as Supabase has it now; off to sign in again when it refuses this session.
-    While the back-off is under way, 503 at once rather than after a timeout."""
-    if not extension().backoff.ready():
-        raise ServiceUnavailable(UNAVAILABLE)
-    return _asked()
-
-
-def _asked() -> SupabaseUser:
+    """The user as Supabase has it now; off to sign in again when it refuses this session."""
     try:
         return fresh_user("loading your account")
     except SessionEnded as ended:

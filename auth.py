@@ -32,7 +32,7 @@ from flask_storage import PROVIDER_TOKEN, stored_tokens
 from pending_sign_outs import Outcome
 from sessions import SessionEnded, current_claims, trust, unavailable
 from supabase_client import extension, get_supabase
-from supabase_errors import SUPABASE_ERRORS, Failure, classify, retry_after
+from supabase_errors import SUPABASE_ERRORS, Failure, classify, out_of_reach, retry_after
 from tokens import InvalidToken
 
 log = logging.getLogger(__name__)
@@ -426,19 +426,23 @@ def _sign_out_here(tokens: dict):
 
 def _sign_out_elsewhere(tokens: dict, scope: str):
     """Everywhere or on the other devices: only Supabase can, so nothing changes without it."""
-    reached = extension().backoff.ready()
+    backoff = extension().backoff
+    reached = backoff.ready()
     if reached:
         try:
             get_supabase().auth.sign_out({"scope": scope})
         except SUPABASE_ERRORS as error:
             # An ended session is as signed out as it gets; anything else did not reach it.
             reached = classify(error) is Failure.ENDED
+            if out_of_reach(error):
+                backoff.failed()
+            else:
+                backoff.release()
             if not reached:
-                extension().backoff.failed()
                 log.warning("sign-out (%s) did not reach Supabase: %s", scope,
                             type(error).__name__)
         else:
-            extension().backoff.succeeded()
+            backoff.succeeded()
     if not reached:
         where = "everywhere" if scope == "global" else "of your other devices"
         flash(f"Nothing changed: signing out {where} needs the sign-in service, which could "

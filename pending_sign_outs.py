@@ -31,7 +31,7 @@ from supabase_auth.helpers import decode_jwt
 
 import instance_data
 from supabase_client import FORWARDED_FOR, client_address, extension
-from supabase_errors import REFRESH_ENDING, SUPABASE_ERRORS, Failure, classify
+from supabase_errors import REFRESH_ENDING, SUPABASE_ERRORS, Failure, classify, out_of_reach
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +83,13 @@ def sign_out(tokens: dict) -> Outcome:
             for _ in range(2):  # a refresh first, when the access token cannot be used
                 pending = _step(pending)
                 if pending is None:
-                    backoff.succeeded()
-                    return Outcome.DONE
+                    break
         except SUPABASE_ERRORS as error:
-            _failed(error)
+            _not_sent(error)
+        else:
+            backoff.succeeded()
+            if pending is None:
+                return Outcome.DONE
     return _outbox().keep(pending)
 
 
@@ -95,8 +98,8 @@ def send_one_due() -> None:
     if request.endpoint in QUIET_ENDPOINTS:
         return
     outbox = _outbox()
-    if outbox.maybe_empty() or not extension().backoff.ready():
-        return
+    if outbox.maybe_empty() or extension().backoff.remaining() > 0:
+        return  # nothing to send, or calls are paused: no query, no call
     outbox.send_one()
 
 
@@ -131,22 +134,27 @@ class Outbox:
         return time.monotonic() < self._look_after
 
     def send_one(self) -> None:
-        """Claim the oldest sign-out no other worker is sending, and take one step with it."""
+        """Claim the oldest sign-out no other worker is sending, and take one step with it
+        (when the back-off lets this request call Supabase)."""
         claimed = self._claim()
         if claimed is None:
             self._look_after = time.monotonic() + LOOK_EVERY
             return
         key, sealed, kept_at = claimed
+        backoff = extension().backoff
+        if not backoff.ready():  # another request has the pause's one retry
+            return self._release(key, sealed, 0.0)
         pending = _unseal(sealed)
         if pending is None:
+            backoff.release()
             log.warning("dropping a pending sign-out sealed under a SECRET_KEY no longer known")
             return self._forget(key)
         try:
             pending = _step(pending)
         except SUPABASE_ERRORS as error:
-            wait = 0.0 if _failed(error) is Failure.UNAVAILABLE else WAIT_AFTER_REFUSAL
+            wait = 0.0 if _not_sent(error) else WAIT_AFTER_REFUSAL
             return self._release(key, sealed, wait)
-        extension().backoff.succeeded()
+        backoff.succeeded()
         if pending is None:
             log.info("a pending sign-out reached Supabase, %.0f s after the person signed out",
                      time.time() - kept_at)
@@ -197,15 +205,17 @@ def _step(pending: Pending) -> Pending | None:
                    refresh_token=session.refresh_token)
 
 
-def _failed(error: Exception) -> Failure:
-    """Log a call that did not end the session; only an unreachable Supabase arms the back-off
-    (a refusal concerns this one session)."""
-    failure = classify(error, ending=REFRESH_ENDING)
-    if failure is Failure.UNAVAILABLE:
+def _not_sent(error: Exception) -> bool:
+    """Report a call that did not end the session; whether Supabase was out of reach. Only
+    that pauses everyone's calls: a refusal concerns this one session."""
+    unreachable = out_of_reach(error)
+    if unreachable:
         extension().backoff.failed()
+    else:
+        extension().backoff.release()
     log.warning("a sign-out did not reach Supabase (%s: %s)", type(error).__name__,
                 getattr(error, "code", None) or "no answer")
-    return failure
+    return unreachable
 
 
 def _auth_client(address: str | None) -> SyncGoTrueClient:
