@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -11,6 +12,8 @@ import pytest
 from supabase_auth.constants import STORAGE_KEY
 
 import auth
+import sessions
+import supabase_client
 import supabase_errors
 from tests.helpers import Browser, csrf_token, move_app_clock
 
@@ -20,6 +23,7 @@ FAULTS = ["refused", "slow", "500", "502-html", "503", "malformed-json"]
 # stage -> the Supabase call it makes, as FaultyNetwork names it. At these stages nothing valid
 # is in hand (no token yet, an expired one, no keys to check it): a 502/503. (/account is
 # served from the token: tests/test_account.py.)
+# "jwks" is a worker started during the fault, with no keys saved by an earlier one.
 STAGES = {
     "callback": "token?grant_type=pkce",
     "refresh": "token?grant_type=refresh_token",
@@ -138,8 +142,11 @@ def auth_state(client) -> dict:
 class Stage:
     """A browser at one stage of its life with the app, ready to make the faulted request."""
 
-    def __init__(self, name, faulty_app, browser, github_account, emulator, monkeypatch):
+    def __init__(self, name, faulty_app, browser, github_account, emulator, monkeypatch,
+                 make_app, network):
         self.name = name
+        self.new_worker = lambda: make_app(SUPABASE_TRANSPORT=network, SUPABASE_TIMEOUT=TIMEOUT,
+                                           AUTH_REVALIDATE_SECONDS=REVALIDATE)
         self.client = faulty_app.test_client()
         self.path = "/"
         if name == "callback":
@@ -162,17 +169,32 @@ class Stage:
     def request(self):
         return self.client.get(self.path)
 
+    def restart(self) -> None:
+        """The browser's next request reaches a worker that has just started."""
+        cookie = self.client.get_cookie("session").value
+        self.client = self.new_worker().test_client()
+        self.client.set_cookie("session", cookie)
+
 
 @pytest.fixture
-def stage(request, faulty_app, browser, github_account, emulator, monkeypatch):
-    return Stage(request.param, faulty_app, browser, github_account, emulator, monkeypatch)
+def stage(request, faulty_app, browser, github_account, emulator, monkeypatch, make_app,
+          network):
+    return Stage(request.param, faulty_app, browser, github_account, emulator, monkeypatch,
+                 make_app, network)
 
 
 def faulted(stage: Stage, network: FaultyNetwork, fault: str):
     network.faults[{**STAGES, **RIDDEN_OUT}[stage.name]] = fault
+    if stage.name == "jwks":
+        stage.restart()  # it had the keys from its start; a worker starting now has none
     started = time.monotonic()
     response = stage.request()
     return response, time.monotonic() - started
+
+
+def wait_as_told(response) -> None:
+    """Wait as long as the page's Retry-After says (not at all without one)."""
+    time.sleep(int(response.headers.get("Retry-After", "0")))
 
 
 @pytest.mark.parametrize("fault", FAULTS)
@@ -196,10 +218,12 @@ def test_fault_leaves_the_cookie_as_it_was(stage, network, fault):
 
 @pytest.mark.parametrize("fault", FAULTS)
 @pytest.mark.parametrize("stage", list(STAGES), indirect=True)
-def test_after_the_fault_the_person_is_signed_in(stage, network, fault):
-    faulted(stage, network, fault)
+def test_after_the_fault_try_again_as_told_works(stage, network, fault):
+    response, _ = faulted(stage, network, fault)
     network.faults.clear()
-    stage.request()  # "Try again": the same request, now that Supabase answers
+    wait_as_told(response)  # the pause the app gave Supabase, if it gave one
+    again = stage.request()  # "Try again": the same request, now that Supabase answers
+    assert again.status_code in (200, 302)
     page = stage.client.get("/").get_data(as_text=True)
     assert "Hello," in page
 
@@ -212,7 +236,10 @@ def test_fault_while_the_token_is_valid_serves_the_page(stage, network, fault, c
     response, _ = faulted(stage, network, fault)
     assert response.status_code == 200
     assert "Hello," in response.get_data(as_text=True)
-    assert auth_state(stage.client) == stage.before
+    after = auth_state(stage.client)
+    # The tokens stay; a session refused on its own notes when it may call again.
+    after[STORAGE_KEY].pop(sessions.RETRY_AT, None)
+    assert after == stage.before
     assert any(record.levelname in ("WARNING", "ERROR") for record in caplog.records)
 
 
@@ -257,3 +284,77 @@ def test_sign_out_during_a_fault_still_signs_out_here(faulty_app, network, brows
     assert time.monotonic() - started < TIMEOUT + SLACK
     assert response.status_code == 302
     assert auth_state(client)[STORAGE_KEY] is None
+
+
+# -- a worker started during the fault ---------------------------------------------------------
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_worker_started_during_the_fault_verifies_with_the_keys_saved_before(
+        make_app, network, browser, signed_in, tmp_path, fault):
+    shared = {"SUPABASE_TRANSPORT": network, "SUPABASE_TIMEOUT": TIMEOUT,
+              "INSTANCE_PATH": str(tmp_path)}  # the server's instance folder
+    make_app(**shared)  # a worker that fetched the keys and kept them
+    network.faults[STAGES["jwks"]] = fault
+    client = make_app(**shared).test_client()  # recycled, deployed: born in the outage
+    client.set_cookie("session", browser.client.get_cookie("session").value)
+    response = client.get("/")
+    assert response.status_code == 200
+    assert "Hello," in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("fault", ["refused", "slow"])
+def test_a_worker_starts_during_the_fault_without_waiting_long(make_app, network, fault):
+    network.faults[STAGES["jwks"]] = fault
+    started = time.monotonic()
+    app = make_app(SUPABASE_TRANSPORT=network, SUPABASE_TIMEOUT=TIMEOUT)
+    assert time.monotonic() - started < min(TIMEOUT, supabase_client.START_WAIT) + SLACK
+    assert app.test_client().get("/healthz").status_code == 200
+
+
+def test_the_keys_are_kept_where_the_workers_share_them(make_app, tmp_path):
+    make_app(INSTANCE_PATH=str(tmp_path))
+    saved = tmp_path / supabase_client.SAVED_KEYS
+    assert saved.stat().st_mode & 0o777 == 0o600
+    assert [key["kid"] for key in json.loads(saved.read_text())["keys"]]
+
+
+# -- one session refused pauses nobody else ---------------------------------------------------
+
+@pytest.mark.parametrize("fault", ["429", "500", "401", "malformed-json"])
+def test_a_refresh_refused_for_one_session_pauses_nobody_elses_check(
+        faulty_app, network, emulator, github_account, monkeypatch, fault):
+    monkeypatch.setattr(supabase_errors, "_reported", set())
+    refused, other = (signed_in_client(faulty_app, emulator, github_account) for _ in range(2))
+    move_app_clock(monkeypatch, 3600 - 30)  # both are due a refresh; the first is refused
+    network.faults["token?grant_type=refresh_token"] = fault
+    assert "Hello," in refused.get("/").get_data(as_text=True)
+    network.faults.clear()
+    network.calls.clear()
+    assert "Hello," in other.get("/").get_data(as_text=True)
+    assert network.calls == ["token?grant_type=refresh_token"]  # not paused by the other one
+    network.calls.clear()
+    assert "Hello," in refused.get("/").get_data(as_text=True)
+    assert network.calls == []  # the refused session waits on its own before its next try
+
+
+@pytest.mark.parametrize("fault", ["refused", "slow", "502-html", "503"])
+def test_supabase_out_of_reach_pauses_everyones_calls(
+        faulty_app, network, emulator, github_account, monkeypatch, fault):
+    first, other = (signed_in_client(faulty_app, emulator, github_account) for _ in range(2))
+    move_app_clock(monkeypatch, 3600 - 30)
+    network.faults["token?grant_type=refresh_token"] = fault
+    assert "Hello," in first.get("/").get_data(as_text=True)
+    network.faults.clear()
+    network.calls.clear()
+    assert "Hello," in other.get("/").get_data(as_text=True)
+    assert network.calls == []  # served from the token while the pause lasts
+
+
+def signed_in_client(app, emulator, github_account):
+    """A test client of ``app`` signed in as a new person."""
+    helper = Browser(app.test_client(), emulator.url)
+    try:
+        assert helper.sign_in(github_account()).status_code == 302
+    finally:
+        helper.close()
+    return helper.client

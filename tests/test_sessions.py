@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 import logging
 import re
+import threading
+import time
 from collections.abc import Callable
 
 import httpx
@@ -16,6 +18,7 @@ from supabase_auth.helpers import decode_jwt
 
 import auth
 import sessions
+import supabase_client
 import supabase_errors
 from tests.helpers import Browser, csrf_token, move_app_clock
 
@@ -187,11 +190,11 @@ def test_other_4xx_at_revalidation_keep_the_session_and_say_what_to_check(
 
 def test_a_configuration_error_is_logged_once(client, signed_in, network, monkeypatch, caplog):
     monkeypatch.setattr(supabase_errors, "_reported", set())
-    move_app_clock(monkeypatch, REVALIDATE + 1)
-    for _ in range(3):
+    for attempt in range(3):  # each past the pause the refused session takes on its own
+        move_app_clock(monkeypatch, REVALIDATE + 1 + attempt * (2 * sessions.SESSION_PAUSE + 1))
         network.answers["user"] = MISCONFIGURED["invalid-api-key"]
         client.get("/")
-        client.application.extensions["supabase"].backoff.succeeded()  # let it call again
+    assert network.names().count("user") == 3
     assert sum(r.levelname == "ERROR" for r in caplog.records) == 1
 
 
@@ -374,3 +377,130 @@ def test_views_cannot_change_the_cached_claims(make_app, emulator, github_accoun
         assert browser.client.get("/admin").status_code == 403
     finally:
         browser.close()
+
+
+# -- the herd: one retry per pause, refreshes a few at a time ---------------------------------
+
+JOIN = 10  # seconds a test waits for a request thread, at the most
+
+
+def signed_in_clients(app, emulator, github_account, count: int) -> list:
+    """``count`` test clients of ``app``, each signed in as a new person."""
+    clients = []
+    for _ in range(count):
+        helper = Browser(app.test_client(), emulator.url)
+        try:
+            assert helper.sign_in(github_account()).status_code == 302
+        finally:
+            helper.close()
+        clients.append(helper.client)
+    return clients
+
+
+def held(network: Network, name: str) -> tuple[threading.Event, threading.Event]:
+    """Make the next ``name`` call wait inside the transport until released; (entered, release)."""
+    entered, release = threading.Event(), threading.Event()
+
+    def wait_then_answer(request: httpx.Request) -> httpx.Response:
+        entered.set()
+        assert release.wait(JOIN)
+        return network.real.handle_request(request)
+
+    network.answers[name] = wait_then_answer
+    return entered, release
+
+
+def pages_in_threads(clients: list) -> tuple[list[threading.Thread], list]:
+    """Each client asks for / in a thread of its own; the responses land in the list."""
+    responses: list = []
+    threads = [threading.Thread(target=lambda c=c: responses.append(c.get("/")), daemon=True)
+               for c in clients]
+    for thread in threads:
+        thread.start()
+    return threads, responses
+
+
+def test_after_a_pause_one_check_retries_and_everyone_else_is_served_from_their_token(
+        app, network, emulator, github_account, monkeypatch):
+    first, *others = signed_in_clients(app, emulator, github_account, 6)
+    move_app_clock(monkeypatch, REVALIDATE + 1)  # everyone is due a check
+    network.answers["user"] = answer(503, {"code": "unexpected_failure", "message": "down"})
+    assert "Hello," in first.get("/").get_data(as_text=True)  # the failure pauses calls
+    backoff = app.extensions["supabase"].backoff
+    time.sleep(backoff.remaining())  # the pause is over: one retry is due
+    network.calls.clear()
+    entered, release = held(network, "user")
+    threads, responses = pages_in_threads(others)
+    try:
+        assert entered.wait(JOIN)  # one of them is retrying
+        for thread in threads:
+            thread.join(0.2)  # the rest are answered while the retry waits
+        assert sum(thread.is_alive() for thread in threads) == 1
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(JOIN)
+    assert network.names() == ["user"]
+    assert [r.status_code for r in responses] == [200] * len(others)
+    network.calls.clear()
+    for client in others:  # the retry succeeded: the others are checked on their next page
+        client.get("/")
+    assert network.names() == ["user"] * (len(others) - 1)
+
+
+def test_refreshes_of_valid_tokens_run_a_few_at_a_time(app, network, emulator, github_account,
+                                                       monkeypatch):
+    clients = signed_in_clients(app, emulator, github_account, supabase_client.SPARE_REFRESHES + 3)
+    move_app_clock(monkeypatch, 3600 - 30)  # everyone is due a refresh; every token is valid
+    inside, release = threading.Semaphore(0), threading.Event()
+
+    def held_refresh(request: httpx.Request) -> httpx.Response:
+        inside.release()
+        assert release.wait(JOIN)
+        return network.real.handle_request(request)
+
+    original = network.handle_request
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if call_name(request) == REFRESH:
+            network.calls.append((REFRESH, request.headers))
+            return held_refresh(request)
+        return original(request)
+
+    monkeypatch.setattr(network, "handle_request", handle)
+    threads, responses = pages_in_threads(clients)
+    try:
+        for _ in range(supabase_client.SPARE_REFRESHES):
+            assert inside.acquire(timeout=JOIN)
+        for thread in threads:
+            thread.join(0.2)
+        # The others are served from their valid token and refresh on a later page.
+        assert sum(thread.is_alive() for thread in threads) == supabase_client.SPARE_REFRESHES
+        assert network.names().count(REFRESH) == supabase_client.SPARE_REFRESHES
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(JOIN)
+    assert [r.status_code for r in responses] == [200] * len(clients)
+
+
+def test_a_rate_limited_refresh_of_a_valid_token_waits_on_its_own_with_jitter(
+        client, signed_in, network, monkeypatch):
+    move_app_clock(monkeypatch, 3600 - 30)
+    network.answers[REFRESH] = refusal(429, "over_request_rate_limit")
+    assert "Hello," in client.get("/").get_data(as_text=True)
+    retry_at = tokens_of(client)[sessions.RETRY_AT]
+    wait = retry_at - (time.time() + 3600 - 30)
+    assert 1 < wait <= 2 * 2 + 1  # the limiter's 2 s, stretched by up to as much again
+    assert app_backoff_ready(client)  # nobody else's calls pause
+    network.calls.clear()
+    client.get("/")
+    assert network.names() == []
+    move_app_clock(monkeypatch, 3600 - 30 + wait + 1)
+    assert "Hello," in client.get("/").get_data(as_text=True)
+    assert network.names() == [REFRESH]
+    assert sessions.RETRY_AT not in tokens_of(client)
+
+
+def app_backoff_ready(client) -> bool:
+    return client.application.extensions["supabase"].backoff.remaining() == 0
