@@ -164,11 +164,12 @@ class Outbox:
     def _claim(self) -> tuple[str, bytes, float] | None:
         now = time.time()
         with self._database.connect() as connection:
-            return connection.execute(
+            rows = connection.execute(
                 "UPDATE pending_sign_outs SET not_before = ? WHERE session = ("
                 "SELECT session FROM pending_sign_outs WHERE not_before <= ? "
                 "ORDER BY kept_at LIMIT 1) RETURNING session, sealed, kept_at",
-                (now + self._lease, now)).fetchone()
+                (now + self._lease, now)).fetchall()  # all: the statement must end
+        return rows[0] if rows else None
 
     def _release(self, key: str, sealed: bytes, wait: float) -> None:
         with self._database.connect() as connection:
