@@ -20,6 +20,7 @@ import enum
 import hashlib
 import json
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass, replace
 
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 EXTENSION = "pending_sign_outs"
 MAX_PENDING = 1000  # sign-outs kept at once, over all workers
 LOOK_EVERY = 1.0  # seconds between two looks at an outbox found empty, per process
+LOOK_AFTER_TROUBLE = 30.0  # seconds before a process looks again after its database failed
 WAIT_AFTER_REFUSAL = 60.0  # seconds before retrying one Supabase refused for another reason
 TOKEN_MARGIN = 30  # seconds: an access token this close to its expiry is refreshed first
 QUIET_ENDPOINTS = frozenset({"static", "pages.healthz", "pages.favicon"})
@@ -100,7 +102,11 @@ def send_one_due() -> None:
     outbox = _outbox()
     if outbox.maybe_empty() or extension().backoff.remaining() > 0:
         return  # nothing to send, or calls are paused: no query, no call
-    outbox.send_one()
+    try:
+        outbox.send_one()
+    except sqlite3.Error as error:  # the page matters more than the outbox
+        outbox.look_later(LOOK_AFTER_TROUBLE)
+        log.error("the pending sign-outs could not be read or updated: %s", error)
 
 
 class Outbox:
@@ -114,12 +120,16 @@ class Outbox:
     def keep(self, pending: Pending) -> Outcome:
         """Add a sign-out to send later, unless MAX_PENDING are waiting."""
         now = time.time()
-        with self._database.connect() as connection:
-            added = connection.execute(
-                "INSERT INTO pending_sign_outs (session, sealed, kept_at) SELECT ?, ?, ? "
-                "WHERE (SELECT COUNT(*) FROM pending_sign_outs) < ? "
-                "ON CONFLICT (session) DO UPDATE SET sealed = excluded.sealed, not_before = 0",
-                (_session_key(pending), _seal(pending), now, MAX_PENDING)).rowcount
+        try:
+            with self._database.connect() as connection:
+                added = connection.execute(
+                    "INSERT INTO pending_sign_outs (session, sealed, kept_at) SELECT ?, ?, ? "
+                    "WHERE (SELECT COUNT(*) FROM pending_sign_outs) < ? ON CONFLICT (session) "
+                    "DO UPDATE SET sealed = excluded.sealed, not_before = 0",
+                    (_session_key(pending), _seal(pending), now, MAX_PENDING)).rowcount
+        except sqlite3.Error as error:
+            log.error("a sign-out could not be kept for later: %s", error)
+            return Outcome.NOT_KEPT
         if not added:
             log.warning("a sign-out could not be kept for later: %d are waiting already "
                         "(Supabase unreachable); copies of that session stay valid", MAX_PENDING)
@@ -128,6 +138,10 @@ class Outbox:
                     "be sent when it answers")
         self._look_after = 0.0
         return Outcome.PENDING
+
+    def look_later(self, seconds: float) -> None:
+        """Do not look at the outbox again in this process for ``seconds``."""
+        self._look_after = time.monotonic() + seconds
 
     def maybe_empty(self) -> bool:
         """Whether this process looked lately and found nothing to send (no query then)."""
@@ -138,8 +152,7 @@ class Outbox:
         (when the back-off lets this request call Supabase)."""
         claimed = self._claim()
         if claimed is None:
-            self._look_after = time.monotonic() + LOOK_EVERY
-            return
+            return self.look_later(LOOK_EVERY)
         key, sealed, kept_at = claimed
         backoff = extension().backoff
         if not backoff.ready():  # another request has the pause's one retry
