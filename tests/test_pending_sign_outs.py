@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 import time
 from pathlib import Path
@@ -266,3 +267,28 @@ def test_a_sign_out_sealed_under_a_fallback_key_is_still_sent(make_app, person, 
                        SECRET_KEY_FALLBACKS=[SECRET])
     rotated.test_client().get("/")
     assert at_supabase(emulator, person.tokens["access_token"]) == 403
+
+
+def test_a_broken_outbox_never_breaks_a_page(app, person, network, monkeypatch, caplog):
+    sign_out_unreached(person, network)
+    time.sleep(PAUSE)
+
+    def broken(self):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(pending_sign_outs.Outbox, "_claim", broken)
+    response = app.test_client().get("/")
+    assert response.status_code == 200
+    assert "could not be read or updated" in caplog.text
+
+
+def test_a_sign_out_that_cannot_be_kept_says_so(app, person, network, monkeypatch):
+    outbox = app.extensions[pending_sign_outs.EXTENSION]
+
+    def broken():
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(outbox._database, "connect", broken)
+    page = sign_out_unreached(person, network)
+    assert "Sign in with GitHub" in page
+    assert "nor keep the request for later" in page
