@@ -159,6 +159,7 @@ def simulate(create_app: Callable[[dict], Flask], app_modules: list[types.Module
     counting = CountingTransport(httpx.WSGITransport(app=supabase))
     app = create_app({"SUPABASE_URL": supabase_url, "SUPABASE_KEY": keys.ANON_KEY,
                       "SECRET_KEY": secrets.token_hex(32), "SITE_URL": SITE_URL, "TESTING": True,
+                      "INSTANCE_PATH": tempfile.mkdtemp(prefix="bench-instance-"),
                       "AUTH_REVALIDATE_SECONDS": variant.revalidate_seconds,
                       "SUPABASE_TRANSPORT": counting})
     browser = httpx.Client(transport=httpx.WSGITransport(app=supabase))

@@ -10,6 +10,7 @@ propagate. Everything else (pages, auth, cookie, caches) is the production code 
 from __future__ import annotations
 
 import os
+import tempfile
 
 from flask import Flask
 
@@ -22,4 +23,7 @@ def create_app() -> Flask:
     """``app.create_app`` with the benchmark's environment as its config."""
     settings = {name: os.environ[name] for name in SETTINGS}
     settings["AUTH_REVALIDATE_SECONDS"] = int(os.environ["AUTH_REVALIDATE_SECONDS"])
+    # The workers' shared files (the last good JWKS), never in the repository's instance/.
+    settings["INSTANCE_PATH"] = (os.environ.get("INSTANCE_PATH")
+                                 or os.path.join(tempfile.gettempdir(), "bench-instance"))
     return app.create_app({**settings, "TESTING": True})

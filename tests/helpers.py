@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 import secrets
+import tempfile
 import threading
 import time
 import types
@@ -161,6 +162,7 @@ def live_site_with_emulator(emulator_settings: dict | None = None,
         emulators.append(emulator)
         return create_app({
             "TESTING": True,
+            "INSTANCE_PATH": tempfile.mkdtemp(prefix="instance-"),  # never the repository's
             "SECRET_KEY": secrets.token_urlsafe(32),
             "SUPABASE_URL": emulator.url,
             "SUPABASE_KEY": emulator.publishable_key,

@@ -37,8 +37,9 @@ json_values = st.recursive(
 
 
 @pytest.fixture(scope="module")
-def fuzz_app(emulator):
+def fuzz_app(emulator, tmp_path_factory):
     app = create_app({"TESTING": True, "PROPAGATE_EXCEPTIONS": False, "SECRET_KEY": SECRET,
+                      "INSTANCE_PATH": str(tmp_path_factory.mktemp("instance")),
                       "SUPABASE_URL": emulator.url, "SUPABASE_KEY": emulator.anon_key,
                       "SITE_URL": SITE_URL})
     yield app

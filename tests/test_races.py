@@ -33,12 +33,13 @@ def short_lived_emulator():
 
 
 @pytest.fixture
-def served(short_lived_emulator):
+def served(short_lived_emulator, tmp_path):
     """The app on a threaded werkzeug server on loopback, and a test client for signing in."""
     from app import create_app
 
     def build(url: str):
         return create_app({"TESTING": True, "SECRET_KEY": SECRET, "SITE_URL": SITE_URL,
+                           "INSTANCE_PATH": str(tmp_path),
                            "SUPABASE_URL": short_lived_emulator.url,
                            "SUPABASE_KEY": short_lived_emulator.anon_key})
 

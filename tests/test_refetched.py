@@ -250,3 +250,85 @@ def test_an_exception_from_fetch_does_not_leave_it_stuck(make, clock, source, ha
     clock.now += MIN_INTERVAL
     assert cached.refetch() == "v2"
     assert source.calls == (3 if had_value else 2)
+
+
+# -- may_fetch, the fallback and put ----------------------------------------------------------
+
+class Gate:
+    """A may_fetch that says ``open`` and counts how often it was asked."""
+
+    def __init__(self, open: bool = True) -> None:
+        self.open = open
+        self.asked = 0
+
+    def __call__(self) -> bool:
+        self.asked += 1
+        return self.open
+
+
+def test_a_closed_gate_means_no_fetch_and_no_try(clock, source):
+    gate = Gate(open=False)
+    cached = Refetched(source, max_age=MAX_AGE, min_interval=MIN_INTERVAL, wait=JOIN,
+                       clock=clock, may_fetch=gate)
+    cached.get()
+    assert source.calls == 0
+    gate.open = True
+    assert cached.get() == "v1"  # nothing was tried, so nothing holds the next one back
+    assert source.calls == 1
+
+
+def test_the_gate_is_asked_only_when_a_fetch_would_start(clock, source):
+    gate = Gate()
+    cached = Refetched(source, max_age=MAX_AGE, min_interval=MIN_INTERVAL, wait=JOIN,
+                       clock=clock, may_fetch=gate)
+    cached.get()
+    for _ in range(5):
+        cached.get()
+        cached.refetch()  # within min_interval: refused before the gate is asked
+    assert gate.asked == 1
+
+
+def make_with_fallback(clock, source, kept="kept", gate=None) -> Refetched:
+    return Refetched(source, max_age=MAX_AGE, min_interval=MIN_INTERVAL, wait=JOIN, clock=clock,
+                     fallback=lambda: kept, may_fetch=gate or Gate())
+
+
+def test_the_fallback_stands_in_while_nothing_was_fetched_and_fetching_fails(clock, source):
+    source.answer = None
+    cached = make_with_fallback(clock, source)
+    assert cached.get() == "kept"
+    assert source.calls == 1
+
+
+def test_the_fallback_stands_in_while_the_gate_is_closed(clock, source):
+    cached = make_with_fallback(clock, source, gate=Gate(open=False))
+    assert cached.get() == "kept"
+    assert source.calls == 0
+
+
+def test_the_fallback_does_not_count_as_fetched(clock, source):
+    source.answer = None
+    cached = make_with_fallback(clock, source)
+    cached.get()
+    source.answer = "fresh"
+    clock.now += MIN_INTERVAL - 0.001
+    assert cached.get() == "kept"  # one try per min_interval, as with any value in hand
+    clock.now += 0.001
+    assert cached.get() == "fresh"  # well before max_age: the fallback was never fetched
+    assert source.calls == 2
+
+
+def test_the_fallback_is_not_used_once_something_was_fetched(clock, source):
+    cached = make_with_fallback(clock, source)
+    cached.get()
+    source.answer = None
+    clock.now += MAX_AGE + 1
+    assert cached.get() == "v1"
+
+
+@pytest.mark.parametrize(("put", "expected"), [("at-start", "at-start"), (None, "kept")])
+def test_put_counts_as_a_try(clock, source, put, expected):
+    cached = make_with_fallback(clock, source)
+    cached.put(put)
+    assert cached.get() == expected
+    assert source.calls == 0  # within min_interval of the try made at start

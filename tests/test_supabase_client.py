@@ -314,3 +314,80 @@ def test_data_calls_after_an_in_request_refresh_use_the_new_token(data_app, emul
         browser.close()
     assert new != old
     assert bearers(recorder) == {f"Bearer {new}"}
+
+
+# --- one retry per pause, and what ends it --------------------------------------------------
+
+def paused_then_over(clock: Clock, failures: int = 1) -> Backoff:
+    """A back-off whose pause (after ``failures`` failures) has just ended."""
+    backoff = Backoff(longest=15, hold=20, clock=clock)
+    for _ in range(failures):
+        backoff.failed()
+        clock.now += backoff.remaining()
+    return backoff
+
+
+def test_after_a_pause_exactly_one_caller_gets_the_retry():
+    backoff = paused_then_over(Clock())
+    assert [backoff.ready() for _ in range(5)] == [True, False, False, False, False]
+
+
+def test_the_retry_goes_to_one_thread_among_many():
+    backoff = paused_then_over(Clock())
+    start = threading.Barrier(16)
+    answers: list[bool] = []
+
+    def ask() -> None:
+        start.wait()
+        answers.append(backoff.ready())
+
+    threads = [threading.Thread(target=ask) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    assert sorted(answers) == [False] * 15 + [True]
+
+
+def test_a_failed_retry_pauses_twice_as_long():
+    clock = Clock()
+    backoff = paused_then_over(clock)
+    assert backoff.ready()
+    backoff.failed()
+    assert backoff.remaining() == 2
+    assert not backoff.ready()
+
+
+def test_a_successful_retry_lets_everyone_call():
+    backoff = paused_then_over(Clock())
+    assert backoff.ready()
+    backoff.succeeded()
+    assert all(backoff.ready() for _ in range(5))
+
+
+def test_a_released_retry_passes_to_the_next_caller_without_a_longer_pause():
+    clock = Clock()
+    backoff = paused_then_over(clock, failures=3)
+    assert backoff.ready()
+    backoff.release()  # a refused session: nothing learnt about Supabase as a whole
+    assert backoff.remaining() == 0
+    assert [backoff.ready(), backoff.ready()] == [True, False]
+    backoff.failed()
+    assert backoff.remaining() == 8  # the count of failures went on from three
+
+
+def test_a_retry_never_reported_is_handed_out_again_after_hold():
+    clock = Clock()
+    backoff = paused_then_over(clock)
+    assert backoff.ready()
+    clock.now += 19.5
+    assert not backoff.ready()
+    clock.now += 0.5
+    assert backoff.ready()
+
+
+def test_release_without_failures_changes_nothing():
+    backoff = Backoff(longest=15, clock=Clock())
+    backoff.release()
+    assert backoff.ready() and backoff.ready()
+    assert backoff.remaining() == 0

@@ -7,6 +7,8 @@ httpx.MockTransport, so its type, status, code and __cause__ are what the app's 
 from __future__ import annotations
 
 import logging
+import time
+from email.utils import formatdate
 
 import httpx
 import pytest
@@ -283,3 +285,74 @@ def test_the_misconfiguration_log_holds_neither_the_key_nor_the_token(answer, ca
     for record in caplog.records:
         assert API_KEY not in record.getMessage()
         assert ACCESS_TOKEN not in record.getMessage()
+
+
+# -- out_of_reach(): only what means "nobody can reach Supabase" pauses everyone ---------------
+
+OUT_OF_REACH = [
+    (refused(httpx.ConnectError), "refresh"),
+    (refused(httpx.ReadTimeout), "get_user"),
+    (refused(httpx.ConnectTimeout), "refresh"),
+    (httpx.Response(502, text=HTML), "refresh"),
+    (httpx.Response(503, text="no healthy upstream"), "refresh"),
+    (httpx.Response(504, text=HTML), "get_user"),
+    (api_error(500, "unexpected_failure"), "get_user"),  # GET /user: nobody's session decides
+]
+ONE_SESSIONS_ANSWER = [
+    (api_error(429, "over_request_rate_limit"), "refresh"),
+    (legacy_error(429, "over_request_rate_limit"), "refresh"),
+    (api_error(400, "refresh_token_already_used"), "refresh"),
+    (api_error(403, "user_banned"), "get_user"),
+    (api_error(500, "unexpected_failure"), "refresh"),  # may be this session's alone
+    (httpx.Response(401, json={"message": "Invalid API key"}), "refresh"),
+    (httpx.Response(200, text="<html>"), "refresh"),
+]
+
+
+@pytest.mark.parametrize("answer, action", OUT_OF_REACH)
+def test_no_answer_a_gateway_failure_or_a_user_5xx_is_out_of_reach(answer, action):
+    assert supabase_errors.out_of_reach(call(answer, action), server_errors=action == "get_user")
+
+
+@pytest.mark.parametrize("answer, action", ONE_SESSIONS_ANSWER)
+def test_an_answer_about_one_session_is_not_out_of_reach(answer, action):
+    assert not supabase_errors.out_of_reach(call(answer, action),
+                                            server_errors=action == "get_user")
+
+
+def test_a_jwks_fetch_that_never_answered_is_out_of_reach():
+    request = httpx.Request("GET", f"{URL}/.well-known/jwks.json")
+    assert supabase_errors.out_of_reach(httpx.ConnectError("refused", request=request))
+    assert not supabase_errors.out_of_reach(KeysUnavailable("no keys"))
+
+
+# -- retry_after(): what the 429 page's Retry-After says --------------------------------------
+
+def limited(headers: dict | None = None) -> Exception:
+    return call(httpx.Response(429, json={"code": "over_request_rate_limit",
+                                          "message": "Request rate limit reached"},
+                               headers={**VERSION_HEADER, **(headers or {})}), "refresh")
+
+
+@pytest.mark.parametrize("headers, seconds", [
+    ({}, 2),  # the real server sends nothing: one more call comes every 2 s at hosted defaults
+    ({"Retry-After": "9"}, 9),
+    ({"Retry-After": "0"}, 1),
+    ({"Retry-After": "86400"}, supabase_errors.LONGEST_RETRY_AFTER),
+    ({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, 1),  # a date gone by
+    ({"Retry-After": "-5"}, 2),
+    ({"Retry-After": "later"}, 2),
+    ({"RateLimit-Reset": "17"}, 17),
+    ({"Retry-After": "4", "RateLimit-Reset": "17"}, 4),
+])
+def test_retry_after_follows_what_supabase_said_else_the_limiters_pace(headers, seconds):
+    assert supabase_errors.retry_after(limited(headers)) == seconds
+
+
+def test_retry_after_reads_an_http_date():
+    when = formatdate(time.time() + 30, usegmt=True)
+    assert 28 <= supabase_errors.retry_after(limited({"Retry-After": when})) <= 31
+
+
+def test_retry_after_of_another_limiter_uses_its_pace():
+    assert supabase_errors.retry_after(limited(), refill_seconds=4) == 4

@@ -15,6 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+import tokens
 from tokens import (
     JWKS_MIN_INTERVAL,
     InvalidToken,
@@ -278,3 +279,167 @@ def test_claims_cache_is_safe_under_threads(make_verifier):
         thread.join(30)
     assert errors == []
     assert len(verifier._claims) <= 16
+
+
+# -- keys before they are needed: at start, kept on disk, when Supabase hands a token over ------
+
+class Gate:
+    """A stand-in for the process's back-off: open or closed, and what it was told."""
+
+    def __init__(self, open: bool = True) -> None:
+        self.open = open
+        self.told: list[str] = []
+
+    def ready(self) -> bool:
+        return self.open
+
+    def failed(self) -> None:
+        self.told.append("failed")
+
+    def succeeded(self) -> None:
+        self.told.append("succeeded")
+
+    def release(self) -> None:
+        self.told.append("released")
+
+
+def test_start_fetches_the_keys_before_any_token_needs_them(make_verifier, jwks):
+    verifier = make_verifier()
+    verifier.start(wait=1)
+    assert jwks.fetches == 1
+    verifier.verify(sign(EC_KEY))
+    assert jwks.fetches == 1
+
+
+def test_start_with_the_jwks_down_neither_raises_nor_invents_keys(make_verifier, jwks):
+    jwks.down = True
+    verifier = make_verifier()
+    verifier.start(wait=1)
+    with pytest.raises(KeysUnavailable):
+        verifier.verify(sign(EC_KEY))
+
+
+@pytest.fixture
+def saved(tmp_path):
+    return tmp_path / "instance" / "jwks.json"
+
+
+def test_a_fetched_jwks_is_kept_on_disk_owner_only(make_verifier, saved):
+    make_verifier(saved_keys=saved).start(wait=1)
+    kept = json.loads(saved.read_text())
+    assert kept["jwks_url"] == JWKS_URL
+    assert sorted(key["kid"] for key in kept["keys"]) == ["k1", "r1"]
+    assert all("d" not in key for key in kept["keys"])  # public keys only
+    assert saved.stat().st_mode & 0o777 == 0o600
+    assert saved.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_worker_started_while_the_jwks_is_down_verifies_with_the_kept_copy(
+        make_verifier, jwks, saved):
+    make_verifier(saved_keys=saved).start(wait=1)
+    jwks.down = True
+    born_in_outage = make_verifier(saved_keys=saved)
+    born_in_outage.start(wait=1)
+    assert born_in_outage.verify(sign(EC_KEY))["role"] == "authenticated"
+    assert born_in_outage.verify(sign(RSA_KEY, kid="r1", alg="RS256"))["aud"] == "authenticated"
+
+
+def test_the_kept_copy_is_used_only_while_fetching_fails(make_verifier, jwks, saved):
+    clock = Clock()
+    make_verifier(saved_keys=saved).start(wait=1)
+    jwks.down = True
+    verifier = make_verifier(saved_keys=saved, clock=clock, keys_clock=clock)
+    verifier.start(wait=1)
+    verifier.verify(sign(EC_KEY, sub="5b0c5a8e-0000-4000-8000-0000000000c1"))
+    jwks.down = False
+    jwks.keys = [public_jwk(OTHER_EC_KEY, "k2", "ES256")]  # rotated while it was down
+    clock.now += JWKS_MIN_INTERVAL
+    assert verifier.verify(sign(OTHER_EC_KEY, kid="k2"))["role"] == "authenticated"
+    with pytest.raises(UnknownSigningKey):  # the copy's key is gone from the fetched JWKS
+        verifier.verify(sign(EC_KEY, sub="5b0c5a8e-0000-4000-8000-0000000000c2"))
+    assert [key["kid"] for key in json.loads(saved.read_text())["keys"]] == ["k2"]
+
+
+@pytest.mark.parametrize("content", [
+    b"not json",
+    b'{"keys": []}',  # whose?
+    json.dumps({"jwks_url": "https://other.supabase.co/auth/v1/.well-known/jwks.json",
+                "keys": [public_jwk(EC_KEY, "k1", "ES256")]}).encode(),
+    json.dumps({"jwks_url": JWKS_URL, "keys": [{"kid": "k1", "kty": "nonsense"}]}).encode(),
+])
+def test_a_kept_copy_that_is_not_this_projects_is_not_used(make_verifier, jwks, saved, content):
+    saved.parent.mkdir()
+    saved.write_bytes(content)
+    jwks.down = True
+    verifier = make_verifier(saved_keys=saved)
+    verifier.start(wait=1)
+    with pytest.raises(KeysUnavailable):
+        verifier.verify(sign(EC_KEY))
+
+
+def test_the_copy_is_written_only_when_the_keys_change(make_verifier, jwks, saved, monkeypatch):
+    writes = []
+    monkeypatch.setattr(tokens, "write_atomically",
+                        lambda path, data: writes.append(data) or path.write_bytes(data))
+    for _ in range(3):
+        make_verifier(saved_keys=saved).start(wait=1)
+    jwks.keys.append(public_jwk(OTHER_EC_KEY, "k2", "ES256"))
+    make_verifier(saved_keys=saved).start(wait=1)
+    assert len(writes) == 2
+
+
+def test_an_unwritable_instance_folder_does_not_stop_verification(make_verifier, tmp_path):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    verifier = make_verifier(saved_keys=blocked / "jwks.json")
+    verifier.start(wait=1)
+    assert verifier.verify(sign(EC_KEY))["role"] == "authenticated"
+
+
+def test_a_token_supabase_hands_over_brings_its_key_when_it_is_new(make_verifier, jwks):
+    clock = Clock()
+    verifier = make_verifier(clock=clock, keys_clock=clock)
+    verifier.start(wait=1)
+    issued = sign(EC_KEY)
+    verifier.remember_issued(issued, jwt.decode(issued, options={"verify_signature": False}))
+    assert jwks.fetches == 1  # its key was known
+    jwks.keys.append(public_jwk(OTHER_EC_KEY, "k2", "ES256"))
+    clock.now += JWKS_MIN_INTERVAL
+    rotated = sign(OTHER_EC_KEY, kid="k2")
+    verifier.remember_issued(rotated, jwt.decode(rotated, options={"verify_signature": False}))
+    assert jwks.fetches == 2
+    assert verifier.verify(sign(OTHER_EC_KEY, kid="k2", sub="5b0c5a8e-0000-4000-8000-0000000000d1"))
+
+
+def test_a_worker_that_only_met_handed_over_tokens_has_the_keys(make_verifier, jwks):
+    verifier = make_verifier()  # never started (say, the keys were down then)
+    issued = sign(EC_KEY)
+    verifier.remember_issued(issued, jwt.decode(issued, options={"verify_signature": False}))
+    assert jwks.fetches == 1
+    jwks.down = True
+    assert verifier.verify(sign(EC_KEY, sub="5b0c5a8e-0000-4000-8000-0000000000d2"))
+
+
+@pytest.mark.parametrize("answer, told", [
+    (lambda request: httpx.Response(200, json={"keys": []}), "succeeded"),
+    (lambda request: (_ for _ in ()).throw(httpx.ConnectError("refused", request=request)),
+     "failed"),
+    (lambda request: (_ for _ in ()).throw(httpx.ReadTimeout("slow", request=request)),
+     "failed"),
+    (lambda request: httpx.Response(503, text="down"), "failed"),
+    (lambda request: httpx.Response(404, text="no such page"), "released"),
+    (lambda request: httpx.Response(200, text="<html>"), "released"),
+])
+def test_the_gate_hears_whether_supabase_could_be_reached(answer, told):
+    gate = Gate()
+    with httpx.Client(transport=httpx.MockTransport(answer)) as http:
+        TokenVerifier(http=http, jwks_url=JWKS_URL, headers={}, issuer=ISSUER,
+                      gate=gate).start(wait=1)
+    assert gate.told == [told]
+
+
+def test_a_closed_gate_means_no_fetch(make_verifier, jwks, saved):
+    make_verifier(saved_keys=saved).start(wait=1)
+    verifier = make_verifier(saved_keys=saved, gate=Gate(open=False))
+    assert verifier.verify(sign(EC_KEY))["role"] == "authenticated"  # from the kept copy
+    assert jwks.fetches == 1
