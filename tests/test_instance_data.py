@@ -13,16 +13,16 @@ import instance_data
 SCHEMA = "CREATE TABLE IF NOT EXISTS things (name TEXT);"
 # SQLite's read locks on a database file lie in this byte range (os_unix.c: SHARED_FIRST, 510).
 SHARED_FIRST, SHARED_SIZE = 0x40000002, 510
-CAN_LOCK_ALL = """
+CAN_LOCK_ALL = f"""
 import fcntl, sys
 with open(sys.argv[1], "rb+") as file:
     try:
-        fcntl.lockf(file, fcntl.LOCK_EX | fcntl.LOCK_NB, {size}, {first})
+        fcntl.lockf(file, fcntl.LOCK_EX | fcntl.LOCK_NB, {SHARED_SIZE}, {SHARED_FIRST})
     except OSError:
         print("held")
     else:
         print("free")
-""".format(size=SHARED_SIZE, first=SHARED_FIRST)
+"""
 
 
 def another_process_sees(path) -> str:
