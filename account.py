@@ -66,12 +66,7 @@ def _user_if_reachable() -> SupabaseUser | None:
 def _from_token():
     """The account page from the verified token and the cookie alone (Supabase unreachable):
     name, email, providers and level; actions that need Supabase say they are unavailable."""
-    app_metadata = current_user.app_metadata
-    listed = app_metadata.get("providers")  # a tuple: verified claims are frozen
-    providers = [p for p in listed if isinstance(p, str)] if isinstance(listed, list | tuple) \
-        else []
-    if not providers and isinstance(app_metadata.get("provider"), str):
-        providers = [app_metadata["provider"]]
+    providers = _token_providers()
     tokens = stored_tokens() or {}
     factors = tokens.get(MFA_FACTORS)
     return render_template(
@@ -80,6 +75,15 @@ def _from_token():
         level=current_user.claims.get("aal"),
         factor_count=factors if isinstance(factors, int) else 0,
         github=_github_section(set(providers)))
+
+
+def _token_providers() -> list[str]:
+    """The providers the token's app_metadata lists (a tuple: verified claims are frozen)."""
+    app_metadata = current_user.app_metadata
+    value = app_metadata.get("providers")
+    listed = [p for p in value if isinstance(p, str)] if isinstance(value, list | tuple) else []
+    provider = app_metadata.get("provider")
+    return listed or ([provider] if isinstance(provider, str) else [])
 
 
 def _timestamp(value: object) -> datetime | None:

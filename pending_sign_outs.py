@@ -58,7 +58,7 @@ class Outcome(enum.Enum):
 
     DONE = "Supabase ended the session"
     PENDING = "kept in the outbox: sent when Supabase answers"
-    NOT_KEPT = "Supabase could not be reached and the outbox is full"
+    NOT_KEPT = "Supabase could not be reached, and the outbox is full (or failed)"
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,8 @@ class Outbox:
 
     def __init__(self, app: Flask) -> None:
         self._database = instance_data.shared_database(app, SCHEMA)
-        self._lease = app.config["SUPABASE_TIMEOUT"] + 5.0
+        # A worker sending an entry has it this long (one call: connecting, then answering).
+        self._lease = 2 * app.config["SUPABASE_TIMEOUT"] + 5.0
         self._look_after = 0.0  # time.monotonic() before which this process does not look
 
     def keep(self, pending: Pending) -> Outcome:

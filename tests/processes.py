@@ -365,7 +365,8 @@ class Relay:
                 if writer is not None and self.mode == self.UP:
                     writer.write(data)
                     await writer.drain()
-                elif caller is not None and data.startswith(REQUEST_STARTS):
+                elif (caller is not None and self.mode == self.BLACKHOLE
+                      and data.startswith(REQUEST_STARTS)):
                     self.swallowed[socket_owner(caller, self.port, self.owners())] += 1
         except OSError:
             pass
