@@ -151,9 +151,7 @@ def fresh_user(doing: str):
 
 
 def _user_now(doing: str):
-    if not extension().backoff.ready():
-        _paused(doing)
-    with supabase_call(doing), _reported(server_errors=True):
+    with supabase_call(doing, server_errors=True):
         return get_supabase().auth.get_user(stored_tokens()["access_token"]).user
 
 
@@ -266,6 +264,9 @@ def _reported(server_errors: bool) -> Iterator[None]:
         else:
             backoff.release()
         raise
+    except BaseException:
+        backoff.release()  # the view gave up before learning anything
+        raise
     backoff.succeeded()
 
 
@@ -321,11 +322,16 @@ def _pause_left() -> int | None:
 
 
 @contextmanager
-def supabase_call(doing: str, expected: frozenset[str] = frozenset()) -> Iterator[None]:
-    """For views: 503 when Supabase cannot help (429 when rate-limited); answers that end the
-    session or that the view ``expected`` (error codes) are re-raised for it to handle."""
+def supabase_call(doing: str, expected: frozenset[str] = frozenset(), *,
+                  server_errors: bool = False) -> Iterator[None]:
+    """For views: 503 when Supabase cannot help (429 when rate-limited), at once while calls
+    are paused; answers that end the session or that the view ``expected`` (error codes) are
+    re-raised for it to handle."""
+    if not extension().backoff.ready():
+        _paused(doing)
     try:
-        yield
+        with _reported(server_errors):
+            yield
     except SUPABASE_ERRORS as error:
         failure = classify(error, expected)
         if failure in (Failure.ENDED, Failure.REFUSED):

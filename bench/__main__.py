@@ -295,6 +295,7 @@ def measure_inprocess(bench: Bench) -> dict:
 
     settings = {"SUPABASE_URL": bench.emulator.url, "SUPABASE_KEY": bench.emulator.anon_key,
                 "SECRET_KEY": bench.secret, "SITE_URL": bench.site_url, "TESTING": True,
+                "INSTANCE_PATH": str(bench.work_dir / "instance"),
                 "AUTH_REVALIDATE_SECONDS": REVALIDATE_SECONDS}
     requests = bench.plan.inprocess_requests
     cookie = bench.cookies["app"][0]

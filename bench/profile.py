@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             settings = {"SUPABASE_URL": bench.emulator.url,
                         "SUPABASE_KEY": bench.emulator.anon_key, "SECRET_KEY": bench.secret,
                         "SITE_URL": bench.site_url, "TESTING": True,
+                        "INSTANCE_PATH": str(bench.work_dir / "instance"),
                         "AUTH_REVALIDATE_SECONDS": 3600}
             app = app_module.create_app(settings)
             app_stats = profile(app, bench.site_url, cookie, args.requests)

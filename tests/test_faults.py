@@ -358,3 +358,17 @@ def signed_in_client(app, emulator, github_account):
     finally:
         helper.close()
     return helper.client
+
+
+def test_while_calls_are_paused_a_page_that_needs_supabase_answers_at_once(
+        faulty_app, network, emulator, github_account, monkeypatch):
+    first, other = (signed_in_client(faulty_app, emulator, github_account) for _ in range(2))
+    move_app_clock(monkeypatch, REVALIDATE + 1)
+    network.faults["user"] = "refused"
+    assert "Hello," in first.get("/").get_data(as_text=True)  # the check fails: calls pause
+    network.calls.clear()
+    response = other.get("/account")
+    assert response.status_code == 503
+    assert "could not reach the sign-in service" in response.get_data(as_text=True)
+    assert int(response.headers["Retry-After"]) >= 1
+    assert network.calls == []  # the pause's one retry is not this page's to spend
