@@ -19,8 +19,8 @@ have kept stops working), and the banned person is signed out within AUTH_REVALI
 the back-off's longest pause + one page.
 
 CI size by default (40 people, 2 of them admins, 3 sign-outs, a page every 3 s, a check every
-4 s, 10 s outage, SUPABASE_TIMEOUT=1, workers recycled every ~33 requests: about 40 s per
-variant, 80 s for the file). The full size, by hand (about 10 minutes):
+4 s, 10 s outage, SUPABASE_TIMEOUT=1, workers recycled every ~33 requests: about 30 s per
+variant, a little over a minute for the file). The full size, by hand (about 10 minutes):
 
     OUTAGE_PEOPLE=200 OUTAGE_SECONDS=120 OUTAGE_REVALIDATE_SECONDS=60 \\
     OUTAGE_SUPABASE_TIMEOUT=5 OUTAGE_PAGE_EVERY=5 OUTAGE_SIGN_OUTS=10 \\
