@@ -367,7 +367,8 @@ def test_while_calls_are_paused_a_page_that_needs_supabase_answers_at_once(
     network.faults["user"] = "refused"
     assert "Hello," in first.get("/").get_data(as_text=True)  # the check fails: calls pause
     network.calls.clear()
-    response = other.get("/account")
+    # Unlinking needs Supabase (/account itself is served from the token: test_account.py).
+    response = other.get("/account/unlink/00000000-0000-0000-0000-000000000000")
     assert response.status_code == 503
     assert "could not reach the sign-in service" in response.get_data(as_text=True)
     assert int(response.headers["Retry-After"]) >= 1
