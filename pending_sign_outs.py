@@ -245,8 +245,14 @@ def _auth_client(address: str | None) -> SyncGoTrueClient:
 
 
 def _usable(access_token: str) -> bool:
-    expires = decode_jwt(access_token)["payload"].get("exp")
-    return isinstance(expires, int) and expires - TOKEN_MARGIN > time.time()
+    """Whether the token will still be valid when Supabase reads it (a quarter of a short
+    lifetime, TOKEN_MARGIN at the most, to spare)."""
+    claims = decode_jwt(access_token)["payload"]
+    expires, issued = claims.get("exp"), claims.get("iat")
+    if not isinstance(expires, int):
+        return False
+    lifetime = expires - issued if isinstance(issued, int) else 0
+    return expires - min(TOKEN_MARGIN, lifetime / 4) > time.time()
 
 
 def _session_key(pending: Pending) -> str:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
 from supabase_auth.constants import STORAGE_KEY
 
@@ -292,3 +293,11 @@ def test_a_sign_out_that_cannot_be_kept_says_so(app, person, network, monkeypatc
     page = sign_out_unreached(person, network)
     assert "Sign in with GitHub" in page
     assert "nor keep the request for later" in page
+
+
+@pytest.mark.parametrize("lifetime, left, usable", [
+    (3600, 3000, True), (3600, 20, False), (12, 10, True), (12, 2, False), (12, -1, False)])
+def test_a_token_is_sent_while_it_has_time_left(lifetime, left, usable):
+    now = int(time.time())
+    token = jwt.encode({"iat": now + left - lifetime, "exp": now + left}, "k" * 32)
+    assert pending_sign_outs._usable(token) is usable
