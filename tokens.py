@@ -1,4 +1,5 @@
-"""Local verification of Supabase access tokens: one JWKS cache and one claims cache per process."""
+"""Local verification of Supabase access tokens: one JWKS cache and one claims cache per process,
+and the last good JWKS kept in the instance folder for workers started while Supabase is away."""
 
 from __future__ import annotations
 
