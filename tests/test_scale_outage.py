@@ -250,6 +250,17 @@ async def watch_workers(site: Site, born: dict[int, float], until: Schedule) -> 
         await asyncio.sleep(0.2)
 
 
+def statuses(pids: list[int]) -> dict[int, dict[str, int]]:
+    """Threads and RSS of the workers still running (one may be exiting: --max-requests)."""
+    found = {}
+    for pid in pids:
+        try:
+            found[pid] = status_of(pid)
+        except (OSError, KeyError):  # gone, or a zombie with no memory left to report
+            continue
+    return found
+
+
 def fail(relay: Relay, mode: str) -> None:
     relay.refuse() if mode == "refused" else relay.blackhole()
 
@@ -315,7 +326,7 @@ async def drill(site: Site, mode: str) -> Drill:
         await browsing
         await watching_ends
         await watching
-        end = {pid: status_of(pid) for pid in workers(site.gunicorn.pid)}
+        end = statuses(workers(site.gunicorn.pid))
         for person in people:
             await person.close()
     return Drill(mode, people, banned, leaving, (began, returned), banned_at, born, end,
