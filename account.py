@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from flask import (
     Blueprint,
@@ -14,13 +15,13 @@ from flask import (
     session,
     url_for,
 )
-from flask_login import login_required
+from flask_login import current_user, login_required
 from supabase_auth.types import User as SupabaseUser
 
 import auth
 import github_api
-from flask_storage import forget_provider_token, provider_token
-from sessions import SessionEnded, fresh_user, supabase_call
+from flask_storage import MFA_FACTORS, forget_provider_token, provider_token, stored_tokens
+from sessions import SessionEnded, SupabaseUnavailable, fresh_user, supabase_call
 from supabase_client import extension, get_supabase
 from supabase_errors import SUPABASE_ERRORS
 
@@ -37,19 +38,59 @@ MANUAL_LINKING_OFF = (
     "admin can turn on Manual Linking under Authentication > Sign In / Providers "
     "(GOTRUE_SECURITY_MANUAL_LINKING_ENABLED=true when self-hosting)."
 )
-
-
 @bp.get("")
 @login_required
 def index():
     """Profile, provider, identities, last sign-in, GitHub data and authenticator apps, fresh
-    from Supabase (one GET /user, which lists the factors too)."""
-    user = _fresh_user()
+    from Supabase (one GET /user, which lists the factors too); while Supabase cannot be
+    reached, what the token says, and which details are missing."""
+    user = _user_if_reachable()
+    if user is None:
+        return _from_token()
     linked = {identity.provider for identity in user.identities or []}
     linkable = [p for p in auth.enabled_providers() if p["id"] not in linked]
     factors = [f for f in user.factors or () if f.factor_type == "totp" and f.status == "verified"]
     return render_template("account.html", user=user, linkable=linkable,
                            github=_github_section(linked), factors=factors)
+
+
+def _user_if_reachable() -> SupabaseUser | None:
+    """The user as Supabase has it now, or None while it cannot be reached (no call at all
+    while calls are paused: see supabase_client.Backoff)."""
+    try:
+        return _fresh_user()
+    except SupabaseUnavailable:
+        return None
+
+
+def _from_token():
+    """The account page from the verified token and the cookie alone (Supabase unreachable):
+    name, email, providers and level; actions that need Supabase say they are unavailable."""
+    providers = _token_providers()
+    tokens = stored_tokens() or {}
+    factors = tokens.get(MFA_FACTORS)
+    return render_template(
+        "account.html", user=None, providers=providers,
+        member_since=_timestamp(tokens.get("user_created_at")),
+        level=current_user.claims.get("aal"),
+        factor_count=factors if isinstance(factors, int) else 0,
+        github=_github_section(set(providers)))
+
+
+def _token_providers() -> list[str]:
+    """The providers the token's app_metadata lists (a tuple: verified claims are frozen)."""
+    app_metadata = current_user.app_metadata
+    value = app_metadata.get("providers")
+    listed = [p for p in value if isinstance(p, str)] if isinstance(value, list | tuple) else []
+    provider = app_metadata.get("provider")
+    return listed or ([provider] if isinstance(provider, str) else [])
+
+
+def _timestamp(value: object) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 @bp.post("/link/<provider>")

@@ -14,6 +14,7 @@ import account
 import auth
 import config
 import passkeys
+import pending_sign_outs
 import roles
 import security
 import supabase_client
@@ -34,6 +35,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     supabase_client.init_app(app)
     security.init_app(app)
     auth.init_app(app)
+    pending_sign_outs.init_app(app)  # after auth: sends while the user is loaded
     two_factor.init_app(app)  # after auth: its check needs the user
     passkeys.init_app(app)
     app.register_blueprint(pages)

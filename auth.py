@@ -27,10 +27,19 @@ from supabase_auth.constants import STORAGE_KEY
 from supabase_auth.helpers import decode_jwt
 from werkzeug.exceptions import ServiceUnavailable, TooManyRequests
 
+import pending_sign_outs
 from flask_storage import MFA_FACTORS, PROVIDER_TOKEN, stored_tokens
+from pending_sign_outs import Outcome
 from sessions import SessionEnded, current_claims, trust, unavailable
 from supabase_client import extension, get_supabase
-from supabase_errors import SUPABASE_ERRORS, Failure, classify, refused_by_hook, retry_after
+from supabase_errors import (
+    SUPABASE_ERRORS,
+    Failure,
+    classify,
+    out_of_reach,
+    refused_by_hook,
+    retry_after,
+)
 from tokens import InvalidToken, KeysUnavailable
 
 log = logging.getLogger(__name__)
@@ -484,43 +493,88 @@ def _store_flows(flows: list[dict]) -> None:
         session.pop(FLOWS_KEY, None)
 
 
+# What a person is told after signing out here, by what became of it at Supabase.
+SIGNED_OUT_HERE = {
+    Outcome.DONE: ("You have been signed out.", "success"),
+    Outcome.PENDING: (
+        "You are signed out here. We could not reach the sign-in service to end the session "
+        "there too, so a copy of it saved elsewhere (another browser profile, a backup of "
+        "this one) still works until we do. That will happen automatically as soon as the "
+        "service answers.", "warning"),
+    Outcome.NOT_KEPT: (
+        "You are signed out here. We could not reach the sign-in service to end the session "
+        "there too, nor keep the request for later, so a copy of it saved elsewhere still "
+        "works. Once the service is back, sign in and choose Sign out everywhere if that "
+        "matters to you.", "warning"),
+}
+
+
 @bp.post("/signout")
 def signout():
     """Sign out here (local), everywhere (global) or on other devices (others)."""
     scope = request.form.get("scope", "local")
     if scope not in SIGN_OUT_SCOPES:
         abort(400, description="Unknown sign-out option.")
-    reached = True
     tokens = stored_tokens()
-    if scope == "global" and tokens is not None and not signed_in_recently():
+    if tokens is None:
+        session.clear()
+        flash("You have been signed out.", "success")
+        return redirect(url_for("pages.index"))
+    if scope == "local":
+        return _sign_out_here(tokens)
+    if scope == "global" and not signed_in_recently():
         return ask_to_sign_in_again(url_for("account.confirm_sign_out_everywhere"),
                                     "sign out everywhere")
-    if scope == "others" and tokens is not None and not signed_in_recently():
+    if scope == "others" and not signed_in_recently():
         return ask_to_sign_in_again(url_for("account.index"), "sign out your other devices")
-    if tokens is not None:
+    return _sign_out_elsewhere(tokens, scope)
+
+
+def _sign_out_here(tokens: dict):
+    """Always signed out here; at Supabase now, or as soon as it answers again."""
+    outcome = pending_sign_outs.sign_out(tokens)
+    _forget_session(tokens)
+    flash(*SIGNED_OUT_HERE[outcome])
+    return redirect(url_for("pages.index"))
+
+
+def _sign_out_elsewhere(tokens: dict, scope: str):
+    """Everywhere or on the other devices: only Supabase can, so nothing changes without it."""
+    backoff = extension().backoff
+    reached = backoff.ready()
+    if reached:
         try:
             get_supabase().auth.sign_out({"scope": scope})
         except SUPABASE_ERRORS as error:
-            failure = classify(error)
             # An ended session is as signed out as it gets; anything else did not reach it.
-            reached = failure is Failure.ENDED
+            reached = classify(error) is Failure.ENDED
+            if out_of_reach(error):
+                backoff.failed()
+            else:
+                backoff.release()
             if not reached:
                 log.warning("sign-out (%s) did not reach Supabase: %s", scope,
                             type(error).__name__)
-    if scope == "others":
-        flash("Signed out of your other devices." if reached else
-              "We could not reach the sign-in service; your other devices are still signed in.",
-              "success" if reached else "warning")
+        else:
+            backoff.succeeded()
+    if not reached:
+        where = "everywhere" if scope == "global" else "of your other devices"
+        flash(f"Nothing changed: signing out {where} needs the sign-in service, which could "
+              "not be reached. You are still signed in everywhere; please try again in a "
+              "moment.", "warning")
         return redirect(url_for("account.index"))
-    if tokens is not None:
-        extension().tokens.forget(tokens["access_token"])
-    session.clear()
-    if reached or scope == "local":
-        flash("You have been signed out.", "success")
-    else:
-        flash("You are signed out here, but we could not reach the sign-in service to sign "
-              "out your other devices. Try again from another device.", "warning")
+    if scope == "others":
+        flash("Signed out of your other devices. This one stays signed in.", "success")
+        return redirect(url_for("account.index"))
+    _forget_session(tokens)
+    flash("You have been signed out everywhere: every browser and device that was signed in "
+          "to your account, this one included.", "success")
     return redirect(url_for("pages.index"))
+
+
+def _forget_session(tokens: dict) -> None:
+    extension().tokens.forget(tokens["access_token"])
+    session.clear()
 
 
 def mark_signed_in() -> None:

@@ -53,10 +53,13 @@ class SharedDatabase:
         """This thread's connection (autocommit; use ``with connection:`` for a transaction)."""
         connection = getattr(self._local, "connection", None)
         if connection is None:
-            # SQLite gives the WAL and SHM files the database file's mode: owner only.
-            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
             connection = sqlite3.connect(self.path, timeout=2.0, isolation_level=None,
                                          check_same_thread=False)
+            # SQLite gives the WAL and SHM files the database file's mode: owner only. Never
+            # open and close the file itself: closing any descriptor of it drops every POSIX
+            # lock this process holds on it, and other workers then write under its readers
+            # ("database disk image is malformed").
+            os.chmod(self.path, 0o600)
             connection.execute("PRAGMA journal_mode=WAL")
             connection.executescript(self._schema)
             self._local.connection = connection

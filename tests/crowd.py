@@ -3,7 +3,11 @@
 The load client stands in for the one trusted proxy in front of the app (TRUSTED_PROXY_COUNT=1):
 every request of a person carries ``X-Forwarded-For: <their address>``, a made-up 10.x.y.z value
 that is only a header value (all traffic goes to 127.0.0.1). One httpx.AsyncClient carries
-everyone's requests; it keeps no cookies itself, each Person keeps their own session cookie.
+everyone's requests on a new connection each; it keeps no cookies itself, each Person keeps their
+own session cookie. A Person made with ``keep_alive`` has a client (one connection) of their own
+and keeps it open between pages, as a browser does; when the server closes it just as a request
+goes out (a worker recycled, a keep-alive timeout), the request is sent once more on a new
+connection, as browsers do, and counted in ``retried``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from http.cookies import SimpleCookie
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+import pyotp
 from supabase_auth.constants import STORAGE_KEY
 from supabase_auth.helpers import decode_jwt
 
@@ -27,6 +32,11 @@ from tests.helpers import SECRET, FormParser
 from tests.processes import read_session
 
 SIGNED_IN = 'action="/signout"'  # every page of a signed-in person has the sign-out form
+FROM_TOKEN = "could not be loaded"  # /account served from the token (Supabase unreachable)
+SECRET_SHOWN = re.compile(r'<code class="secret"[^>]*>([A-Z2-7 ]+)</code>')
+FACTOR_TO_CONFIRM = re.compile(r"/account/two-factor/([0-9a-f-]{36})/confirm")
+# A kept-alive connection the server closed as the request went out (no answer began).
+CLOSED_UNDER_US = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 TRY_AGAIN = re.compile(r'<a [^>]*href="([^"]*)"[^>]*>\s*Try again\s*</a>')
 MAX_HOPS = 10  # redirects in one sign-in round trip, at the most
@@ -81,12 +91,14 @@ class Visit:
     greeted: bool  # "Hello," (the home page of a signed-in person)
     suspended: bool  # the page says the account was suspended
     renewed: bool  # the answer set a new session cookie (e.g. after a check with Supabase)
+    from_token: bool = False  # the page says some details could not be loaded
 
 
 class Person:
     """One browser: a session cookie, an address, and every answer the app gave it."""
 
-    def __init__(self, index: int, browsers: Browsers, app_url: str) -> None:
+    def __init__(self, index: int, browsers: Browsers, app_url: str, *,
+                 keep_alive: bool = False) -> None:
         self.index = index
         self.address = address(index)
         self.login = f"person{index}"  # their GitHub stand-in account, where one is created
@@ -99,6 +111,11 @@ class Person:
         self.callback_path: str | None = None
         self.signed_in_at: float | None = None  # when the first signed-in page was asked for
         self.signed_out_at: float | None = None  # when this person pressed Sign out
+        self.keep_alive = keep_alive
+        self.own_http = httpx.AsyncClient(
+            timeout=httpx.Timeout(60), limits=httpx.Limits(max_connections=1),
+            cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[]))) if keep_alive else None
+        self.retried = 0  # requests sent again after the server closed a kept-alive connection
 
     async def open(self, path: str, method: str = "GET",
                    data: dict | None = None) -> tuple[httpx.Response, Visit]:
@@ -108,17 +125,48 @@ class Person:
             headers["Cookie"] = f"session={self.cookie}"
         async with self.browsers.slots:
             sent = time.monotonic()
-            response = await self.browsers.http.request(method, self.app_url + path,
-                                                        headers=headers, data=data)
+            response = await self._send(method, self.app_url + path, headers, data)
         renewed = self._keep_cookie(response)
         page = response.text
         visit = Visit(self.index, urlsplit(path).path, sent, time.monotonic() - sent,
                       response.status_code, SIGNED_IN in page, "Hello," in page,
-                      "suspended" in page, renewed)
+                      "suspended" in page, renewed, FROM_TOKEN in page)
         self.visits.append(visit)
         if visit.signed_in and (token := CSRF_FIELD.search(page)):
             self.csrf = token.group(1)
         return response, visit
+
+    async def _send(self, method: str, url: str, headers: dict,
+                    data: dict | None) -> httpx.Response:
+        if self.own_http is None:
+            return await self.browsers.http.request(method, url, headers=headers, data=data)
+        try:
+            return await self.own_http.request(method, url, headers=headers, data=data)
+        except CLOSED_UNDER_US:
+            if method != "GET":
+                raise
+            self.retried += 1
+            return await self.own_http.request(method, url, headers=headers, data=data)
+
+    async def close(self) -> None:
+        """Close this person's own connection, if they keep one."""
+        if self.own_http is not None:
+            await self.own_http.aclose()
+
+    async def set_up_authenticator(self) -> None:
+        """Add an authenticator app on /account/two-factor as a person does (read the key off
+        the page, enter its code): the session is at aal2 afterwards."""
+        form, _ = await self.open("/account/two-factor")
+        token = CSRF_FIELD.search(form.text).group(1)
+        shown, _ = await self.open("/account/two-factor", "POST",
+                                   {"csrf_token": token, "name": "Phone"})
+        assert shown.status_code == 200, f"enrolment answered {shown.status_code}"
+        secret = SECRET_SHOWN.search(shown.text).group(1).replace(" ", "")
+        factor = FACTOR_TO_CONFIRM.search(shown.text).group(1)
+        done, _ = await self.open(f"/account/two-factor/{factor}/confirm", "POST", {
+            "csrf_token": CSRF_FIELD.search(shown.text).group(1),
+            "code": pyotp.TOTP(secret).now()})
+        assert done.status_code == 302, f"confirming the app answered {done.status_code}"
 
     async def follow(self, response: httpx.Response) -> tuple[httpx.Response, Visit | None]:
         """Follow the app's redirects (same-site paths) to the page they lead to."""

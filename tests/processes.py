@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,6 +234,31 @@ class EmulatorLog:
 
 # --- a relay that fails on demand -------------------------------------------------------------
 
+# How an HTTP/1.1 request starts: what the relay counts as one call in a black hole.
+REQUEST_STARTS = (b"GET ", b"POST ", b"PUT ", b"DELETE ", b"PATCH ", b"HEAD ", b"OPTIONS ")
+
+
+def socket_owner(local_port: int, remote_port: int, pids: Iterable[int]) -> int | None:
+    """Which of ``pids`` holds the loopback TCP socket 127.0.0.1:local_port -> :remote_port."""
+    wanted = (f"0100007F:{local_port:04X}", f"0100007F:{remote_port:04X}")
+    inode = None
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if (fields[1], fields[2]) == wanted:
+            inode = f"socket:[{fields[9]}]"
+            break
+    if inode is None:
+        return None
+    for pid in pids:
+        try:
+            for descriptor in Path(f"/proc/{pid}/fd").iterdir():
+                if os.readlink(descriptor) == inode:
+                    return pid
+        except OSError:  # the process or the descriptor is gone
+            continue
+    return None
+
+
 
 class Relay:
     """A TCP relay on loopback (an event loop in a thread of the test process) whose upstream
@@ -242,6 +267,9 @@ class Relay:
     ``up()`` forwards every connection to the target; ``refuse()`` closes the listener and
     resets open connections, so connecting is refused; ``blackhole()`` keeps accepting but
     never answers, on new and open connections alike (bytes are dropped both ways).
+
+    In a black hole it counts the requests it swallows by the process that sent them, among
+    the processes ``owners()`` lists (None: a process not among them, or gone already).
     """
 
     UP, REFUSING, BLACKHOLE = "up", "refusing", "blackhole"
@@ -251,6 +279,8 @@ class Relay:
         self.mode = self.UP
         self.port = 0
         self.accepted: Counter[str] = Counter()  # connections accepted, by the mode at the time
+        self.owners: Callable[[], Iterable[int]] = list
+        self.swallowed: Counter[int | None] = Counter()  # requests lost in a black hole, by pid
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="relay",
                                         daemon=True)
@@ -315,13 +345,14 @@ class Relay:
         self._open.add(writer)
         upstream_writer = None
         try:
+            caller = writer.get_extra_info("peername")[1]
             if self.mode == self.BLACKHOLE:
-                await self._pipe(reader, None)
+                await self._pipe(reader, None, caller)
                 return
             upstream_reader, upstream_writer = await asyncio.open_connection(
                 "127.0.0.1", self.target_port)
             self._open.add(upstream_writer)
-            await asyncio.gather(self._pipe(reader, upstream_writer),
+            await asyncio.gather(self._pipe(reader, upstream_writer, caller),
                                  self._pipe(upstream_reader, writer))
         except OSError:
             pass  # the target went away: the client sees its connection close
@@ -331,14 +362,18 @@ class Relay:
                     self._open.discard(end)
                     end.transport.abort()
 
-    async def _pipe(self, reader: asyncio.StreamReader,
-                    writer: asyncio.StreamWriter | None) -> None:
-        """Copy until either side closes; while the relay is a black hole, drop the bytes."""
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter | None,
+                    caller: int | None = None) -> None:
+        """Copy until either side closes; while the relay is a black hole, drop the bytes (and
+        count the requests among them, when they come from the ``caller`` port)."""
         try:
             while data := await reader.read(65536):
                 if writer is not None and self.mode == self.UP:
                     writer.write(data)
                     await writer.drain()
+                elif (caller is not None and self.mode == self.BLACKHOLE
+                      and data.startswith(REQUEST_STARTS)):
+                    self.swallowed[socket_owner(caller, self.port, self.owners())] += 1
         except OSError:
             pass
         if writer is not None:
@@ -379,6 +414,7 @@ class Site:
     emulator_log: EmulatorLog
     gunicorn: subprocess.Popen
     relay: Relay | None
+    directory: Path  # where both processes log
 
 
 @contextmanager
@@ -402,4 +438,4 @@ def app_site(directory: Path, app_settings: dict, *, gunicorn_options: Sequence[
                     "GITHUB_API_URL": f"{emulator.url}/github/api/v3", **app_settings}
         with gunicorn_process(app_url, settings, options=gunicorn_options,
                               log=directory / "gunicorn.log") as gunicorn:
-            yield Site(app_url, emulator, EmulatorLog(log), gunicorn, between)
+            yield Site(app_url, emulator, EmulatorLog(log), gunicorn, between, directory)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 
 import httpx
 import pytest
@@ -277,3 +278,104 @@ def test_a_recent_sign_in_of_another_session_does_not_count(client, signed_in):
         stored[auth.SIGNED_IN_KEY] = {**stored[auth.SIGNED_IN_KEY], "session": "another"}
     asked = client.post("/account/link/gitlab", data={"csrf_token": csrf_token(page)})
     assert "Confirm it is you" in asked.get_data(as_text=True)
+
+
+# --- while Supabase cannot be reached ---------------------------------------------------------
+
+
+@pytest.fixture
+def network():
+    from tests.test_faults import Blackhole, FaultyNetwork
+
+    hole = Blackhole()
+    faulty = FaultyNetwork(hole.port)
+    yield faulty
+    faulty.close()
+    hole.close()
+
+
+def words(page: str) -> str:
+    """The page with its whitespace runs made single spaces, as a person reads it."""
+    return " ".join(page.split())
+
+
+@pytest.fixture
+def unreachable(make_app, network, browser, signed_in):
+    """A client of an app whose GET /user cannot reach Supabase, signed in as ``signed_in``."""
+    client = make_app(SUPABASE_TRANSPORT=network, SUPABASE_TIMEOUT=0.5).test_client()
+    client.set_cookie("session", browser.client.get_cookie("session").value)
+    return client
+
+
+@pytest.mark.parametrize("fault", ["refused", "slow", "503", "502-html", "malformed-json"])
+def test_account_is_served_from_the_token_while_supabase_is_unreachable(
+        unreachable, network, signed_in, fault):
+    network.faults["user"] = fault
+    response = unreachable.get("/account")
+    page = words(response.get_data(as_text=True))
+    assert response.status_code == 200
+    assert "Some details of your account could not be loaded" in page
+    assert f"<h1 id=\"account-title\">{signed_in.title()}</h1>" in page
+    assert f"<dd>{signed_in}@example.com</dd>" in page
+    assert "<li>GitHub</li>" in page
+    assert "<dt>Last sign-in</dt><dd>Could not be loaded</dd>" in page
+    assert re.search(r"<dt>Member since</dt><dd>\d\d \w+ \d{4}", page)
+
+
+def test_account_actions_that_need_supabase_say_they_are_unavailable(unreachable, network):
+    network.faults["user"] = "refused"
+    page = words(unreachable.get("/account").get_data(as_text=True))
+    assert "Linking and unlinking are unavailable" in page
+    assert "Adding or removing one is" in page
+    assert "Signing out of other devices, or everywhere, is unavailable" in page
+    assert "/account/link/" not in page and "/account/unlink/" not in page
+    assert 'value="others"' not in page and "/account/sign-out-everywhere" not in page
+    assert 'action="/signout"' in page  # signing out here still works
+
+
+def test_account_keeps_showing_the_github_profile_while_supabase_is_unreachable(
+        unreachable, network, signed_in):
+    network.faults["user"] = "refused"
+    page = unreachable.get("/account").get_data(as_text=True)
+    assert f">{signed_in}</a>" in page  # GitHub's API is not Supabase
+
+
+def test_account_during_the_back_off_asks_supabase_nothing(unreachable, network):
+    network.faults["user"] = "slow"
+    unreachable.get("/account")
+    network.calls.clear()
+    response = unreachable.get("/account")
+    assert response.status_code == 200
+    assert "could not be loaded" in response.get_data(as_text=True)
+    assert "user" not in network.calls
+
+
+def test_account_is_whole_again_once_supabase_answers(unreachable, network):
+    network.faults["user"] = "refused"
+    unreachable.get("/account")
+    network.faults.clear()
+    time.sleep(1.1)  # the back-off's first pause
+    page = unreachable.get("/account").get_data(as_text=True)
+    assert "could not be loaded" not in page
+    assert "/account/sign-out-everywhere" in page
+
+
+def test_account_from_the_token_shows_the_two_factor_level(make_app, network, browser, signed_in):
+    from tests.helpers import set_up_authenticator
+
+    set_up_authenticator(browser.client)
+    client = make_app(SUPABASE_TRANSPORT=network).test_client()
+    client.set_cookie("session", browser.client.get_cookie("session").value)
+    network.faults["user"] = "refused"
+    page = words(client.get("/account").get_data(as_text=True))
+    assert "On: 1 authenticator app. This session is verified with a code." in page
+
+
+def test_unlinking_during_the_back_off_is_unavailable_at_once(unreachable, network):
+    network.faults["user"] = "slow"
+    unreachable.get("/account")
+    started = time.monotonic()
+    response = unreachable.get("/account/unlink/00000000-0000-0000-0000-000000000000")
+    assert response.status_code == 503
+    assert time.monotonic() - started < 0.5  # no call: SUPABASE_TIMEOUT is 0.5 s
+    assert "You are still signed in" in response.get_data(as_text=True)

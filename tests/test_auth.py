@@ -226,8 +226,8 @@ def test_sign_out_by_get_is_not_allowed(client, signed_in):
 
 
 @pytest.mark.parametrize("scope, this_browser_sees", [
-    ("global", "You have been signed out."),
-    ("others", "Signed out of your other devices."),
+    ("global", "You have been signed out everywhere: every browser and device"),
+    ("others", "Signed out of your other devices. This one stays signed in."),
 ])
 def test_sign_out_scopes_end_other_browsers(make_app, client, browser, github_account, scope,
                                             this_browser_sees):
@@ -248,15 +248,21 @@ def test_sign_out_scopes_end_other_browsers(make_app, client, browser, github_ac
     assert "Your session has ended" in after
 
 
-def test_sign_out_reaches_nobody_but_still_signs_out(make_app, browser, github_account):
+@pytest.mark.parametrize("scope", ["global", "others"])
+def test_signing_out_elsewhere_unreached_changes_nothing_and_says_so(make_app, browser,
+                                                                      github_account, scope):
     browser.sign_in(github_account())
     page = browser.client.get("/").get_data(as_text=True)
     cookie = browser.client.get_cookie("session")
     down = make_app(SUPABASE_TRANSPORT=httpx.MockTransport(refuse)).test_client()
     down.set_cookie("session", cookie.value)
-    response = down.post("/signout", data={"csrf_token": csrf_token(page), "scope": "global"})
-    assert response.status_code == 302
-    assert STORAGE_KEY not in session_of(down)
+    response = down.post("/signout", data={"csrf_token": csrf_token(page), "scope": scope})
+    assert response.status_code == 302 and response.headers["Location"] == "/account"
+    assert STORAGE_KEY in session_of(down)
+    with down.session_transaction() as sess:
+        told = " ".join(message for _, message in sess["_flashes"])
+    assert "Nothing changed" in told
+    assert "You are still signed in everywhere" in told
 
 
 def refuse(request: httpx.Request) -> httpx.Response:

@@ -153,7 +153,9 @@ def test_link_a_second_provider_see_github_and_sign_out_everywhere(page, live_si
     expect(page.get_by_role("heading", name="Sign out everywhere?")).to_be_visible()
     page.get_by_role("main").get_by_role("button", name="Sign out everywhere").click()
     page.wait_for_url(live_site.url + "/")
-    expect(page.get_by_role("status")).to_have_text("You have been signed out.")
+    expect(page.get_by_role("status")).to_have_text(
+        "You have been signed out everywhere: every browser and device that was signed in to "
+        "your account, this one included.")
     expect(page.get_by_role("button", name="Sign in with GitHub")).to_be_visible()
 
 
