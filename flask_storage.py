@@ -18,7 +18,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from flask import session
+from flask import current_app, session
 from flask.sessions import SecureCookieSessionInterface, session_json_serializer
 from itsdangerous import BadSignature
 from supabase_auth import SyncSupportedStorage
@@ -239,6 +239,15 @@ def cookie_key(secret: str | bytes) -> bytes:
     """The AES-256 key for session cookies derived from one secret key (HKDF-SHA256)."""
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
                 info=b"flask_storage session cookie v1").derive(_as_bytes(secret))
+
+
+def sealer(purpose: str) -> MultiFernet:
+    """Authenticated encryption for what the app keeps outside the cookie on a person's behalf
+    (``purpose`` names it): a key per secret key, derived by HKDF, SECRET_KEY sealing and its
+    fallbacks still opening."""
+    return MultiFernet([Fernet(base64.urlsafe_b64encode(HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()).derive(
+            _as_bytes(key)))) for key in secret_keys(current_app)])
 
 
 def stored_tokens() -> dict | None:

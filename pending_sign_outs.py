@@ -15,7 +15,6 @@ valid. Entries are never logged with their tokens.
 
 from __future__ import annotations
 
-import base64
 import enum
 import hashlib
 import json
@@ -24,13 +23,14 @@ import sqlite3
 import time
 from dataclasses import dataclass, replace
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.fernet import InvalidToken, MultiFernet
 from flask import Flask, current_app, request
 from supabase_auth import SyncGoTrueClient, SyncMemoryStorage
 from supabase_auth.errors import AuthApiError
 from supabase_auth.helpers import decode_jwt
 
 import instance_data
+from flask_storage import sealer
 from supabase_client import FORWARDED_FOR, client_address, extension
 from supabase_errors import REFRESH_ENDING, SUPABASE_ERRORS, Failure, classify, out_of_reach
 
@@ -280,13 +280,6 @@ def _unseal(sealed: bytes) -> Pending | None:
 
 
 def _fernet() -> MultiFernet:
-    """Keys derived from SECRET_KEY and its fallbacks: a copy of the database alone reveals
-    no token, and a key rotation does not lose what is waiting."""
-    secrets = [current_app.secret_key, *(current_app.config["SECRET_KEY_FALLBACKS"] or ())]
-    return MultiFernet([_derived(secret) for secret in secrets])
-
-
-def _derived(secret: str | bytes) -> Fernet:
-    raw = secret if isinstance(secret, bytes) else str(secret).encode()
-    digest = hashlib.sha256(b"pending_sign_outs\0" + raw).digest()
-    return Fernet(base64.urlsafe_b64encode(digest))
+    """A copy of the database alone reveals no token, and a key rotation (SECRET_KEY_FALLBACKS)
+    does not lose what is waiting."""
+    return sealer("pending_sign_outs")

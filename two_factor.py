@@ -20,7 +20,6 @@ SECRET_KEY, for ENROLMENT_LIFETIME seconds). The app keeps them nowhere and neve
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
 import re
@@ -32,7 +31,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import InvalidToken, MultiFernet
 from flask import (
     Blueprint,
     Flask,
@@ -51,7 +50,8 @@ from flask_login import current_user, login_required
 
 import auth
 import instance_data
-from flask_storage import CHALLENGEABLE_FACTORS, MFA_FACTORS, stored_tokens
+import pending_sign_outs
+from flask_storage import CHALLENGEABLE_FACTORS, MFA_FACTORS, sealer, stored_tokens
 from sessions import SESSION_ENDED, SESSION_ENDED_DEFAULT, refresh_now, supabase_call, trust
 from supabase_client import extension, get_supabase
 from supabase_errors import SUPABASE_ERRORS, retry_after
@@ -486,12 +486,8 @@ def _too_many_tries():
     """Sign out, here and at Supabase: replaying an older cookie finds the session gone (and,
     should Supabase not have heard, the count still at MAX_TRIES)."""
     tokens = stored_tokens()
-    try:
-        get_supabase().auth.sign_out({"scope": "local"})
-    except SUPABASE_ERRORS as error:
-        log.warning("sign-out after too many wrong codes did not reach Supabase: %s",
-                    type(error).__name__)
     if tokens is not None:
+        pending_sign_outs.sign_out(tokens)  # at Supabase now, or as soon as it answers again
         extension().tokens.forget(tokens["access_token"])
     session.clear()
     flash(f"That was the {MAX_TRIES}th wrong code, so you have been signed out. Sign in again "
@@ -698,11 +694,8 @@ def _unseal(sealed: str | None, factor_id: str) -> dict | None:
     return data
 
 
-def _enrolment_fernet() -> Fernet:
-    secret = current_app.secret_key
-    secret = secret if isinstance(secret, bytes) else str(secret).encode()
-    digest = hashlib.sha256(b"two_factor.enrolment\0" + secret).digest()
-    return Fernet(base64.urlsafe_b64encode(digest))
+def _enrolment_fernet() -> MultiFernet:
+    return sealer("two_factor.enrolment")
 
 
 def _svg(qr_code: str) -> str:

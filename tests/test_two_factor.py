@@ -326,6 +326,23 @@ def test_the_fifth_wrong_code_signs_out_where_an_older_cookie_cannot_follow(
     assert aal_of(client) is None
 
 
+def test_the_fifth_wrong_code_signs_out_at_supabase_later_when_it_cannot_be_reached(
+        client, returning, monkeypatch):
+    """The sign-out goes through the pending sign-outs: kept, and sent once Supabase answers."""
+    secret, _ = returning
+    page = client.get("/two-factor").get_data(as_text=True)
+    form = {"csrf_token": csrf_token(page)}
+    for _ in range(two_factor.MAX_TRIES - 1):
+        client.post("/two-factor", data={**form, "code": wrong_code(secret)})
+    refresh_token = tokens_of(client)["refresh_token"]
+    kept = []
+    monkeypatch.setattr(two_factor.pending_sign_outs, "sign_out",
+                        lambda tokens: kept.append(tokens["refresh_token"]))
+    client.post("/two-factor", data={**form, "code": wrong_code(secret)})
+    assert kept == [refresh_token]
+    assert tokens_of(client) == {}
+
+
 def test_replaying_the_cookie_from_before_the_first_guess_does_not_reset_the_count(
         client, returning, emulator):
     """Issue 17: the count lived in the cookie; 12 wrong codes were each told "4 more"."""
