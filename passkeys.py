@@ -46,12 +46,13 @@ from supabase_auth.constants import (
     API_VERSIONS_2024_01_01_NAME,
     STORAGE_KEY,
 )
+from supabase_auth.errors import AuthRetryableError
 from supabase_auth.helpers import handle_exception, parse_auth_response
 
 import auth
 import instance_data
 from flask_storage import FlaskSessionStorage, stored_tokens
-from sessions import unavailable
+from sessions import reported, unavailable
 from supabase_client import FORWARDED_FOR, client_address, extension
 from supabase_errors import SUPABASE_ERRORS, Failure, classify, refused_by_hook, retry_after
 
@@ -166,18 +167,21 @@ def call(method: str, path: str, body: dict | None = None, *, as_person: bool = 
     """One call to Supabase Auth's passkey API, for the person at this browser; raises what
     supabase_auth raises for a refused or failed call."""
     shared = extension()
+    if not shared.backoff.ready():  # Supabase was out of reach moments ago: no call, no wait
+        raise AuthRetryableError("calls to Supabase are paused", 0)
     headers = {"apikey": shared.key, API_VERSION_HEADER_NAME: API_VERSIONS_2024_01_01_NAME}
     address = client_address()
     if address is not None:
         headers[FORWARDED_FOR] = address
     if as_person:
         headers["Authorization"] = f"Bearer {stored_tokens()['access_token']}"
-    try:
-        response = shared.http.request(method, f"{shared.url}/auth/v1/{path}", headers=headers,
-                                       json=body)
-        response.raise_for_status()
-    except (httpx.HTTPStatusError, httpx.RequestError) as error:
-        raise handle_exception(error) from error
+    with reported():  # the back-off learns whether Supabase answered
+        try:
+            response = shared.http.request(method, f"{shared.url}/auth/v1/{path}",
+                                           headers=headers, json=body)
+            response.raise_for_status()
+        except (httpx.HTTPStatusError, httpx.RequestError) as error:
+            raise handle_exception(error) from error
     return response
 
 
@@ -558,13 +562,14 @@ def offer() -> bool:
     if any(isinstance(entry, Mapping) and entry.get("method") == "passkey"
            for entry in claims.get("amr") or ()):
         return False
-    session[OFFERED_KEY] = session_id  # asked once per sign-in, whatever the answer
-    if _dismissed(current_user.get_id()):
-        return False
-    try:
-        return not own_passkeys()
-    except (*SUPABASE_ERRORS, ValueError):
-        return False  # an offer is not worth an error
+    wanted = False
+    if not _dismissed(current_user.get_id()):
+        try:
+            wanted = not own_passkeys()
+        except (*SUPABASE_ERRORS, ValueError):
+            return False  # not worth an error, nor a cookie write: asked on a later page
+    session[OFFERED_KEY] = session_id  # decided once per sign-in, whatever the answer
+    return wanted
 
 
 @bp.post("/account/passkeys/offer/dismiss")

@@ -273,7 +273,7 @@ def _not_answered(error: Exception, doing: str, waiting: dict | None, *,
 
 
 @contextmanager
-def _reported(server_errors: bool) -> Iterator[None]:
+def reported(server_errors: bool = False) -> Iterator[None]:
     """Tell the back-off what came of a call it allowed."""
     backoff = extension().backoff
     try:
@@ -350,7 +350,7 @@ def supabase_call(doing: str, expected: frozenset[str] = frozenset(), *,
     if not extension().backoff.ready():
         _paused(doing)
     try:
-        with _reported(server_errors):
+        with reported(server_errors):
             yield
     except SUPABASE_ERRORS as error:
         failure = classify(error, expected)

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 from flask import Blueprint, Flask, render_template
 
-from bench.servers import ROOT
+from bench.servers import ROOT, without_passkeys
 
 PERSON = SimpleNamespace(
     is_authenticated=True,
@@ -28,6 +28,7 @@ def create_app() -> Flask:
                 static_folder=str(ROOT / "static"))
     app.register_blueprint(pages)
     app.add_template_global(lambda: "bench-constant-csrf-token", "csrf_token")
+    without_passkeys(app)
     app.context_processor(lambda: {"current_user": PERSON})
     for blueprint in stub_blueprints():
         app.register_blueprint(blueprint)

@@ -212,3 +212,10 @@ def _clean_environment() -> dict[str, str]:
     dropped = ("SUPABASE_", "FLASK_", "AUTH_", "EMULATOR_", "GUNICORN_")
     return {name: value for name, value in os.environ.items()
             if not name.startswith(dropped) and name not in ("SECRET_KEY", "SITE_URL")}
+
+
+def without_passkeys(app) -> None:
+    """The template globals of the app's passkeys, for the stand-in apps that render its
+    templates: no passkey button, no offer (as on every page after the first)."""
+    app.add_template_global(lambda: False, "passkey_offer")
+    app.add_template_global(lambda: False, "passkeys_enabled")

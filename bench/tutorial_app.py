@@ -23,7 +23,7 @@ from supabase.lib.client_options import SyncClientOptions
 from supabase_auth import SyncSupportedStorage
 from supabase_auth.errors import AuthApiError
 
-from bench.servers import ROOT
+from bench.servers import ROOT, without_passkeys
 
 pages = Blueprint("pages", __name__)
 auth = Blueprint("auth", __name__)
@@ -70,6 +70,7 @@ def create_app() -> Flask:
         SITE_URL=os.environ["SITE_URL"].rstrip("/"),
     )
     CSRFProtect(app)
+    without_passkeys(app)
     app.register_blueprint(pages)
     app.register_blueprint(auth)
     app.context_processor(lambda: {"current_user": g.get("person") or Anonymous()})
