@@ -18,7 +18,7 @@ from bench import inprocess
 from bench.__main__ import FULL, Bench
 
 GROUPS = (  # first match wins: (label, substring of the code's file path)
-    ("itsdangerous (cookie + CSRF signing)", "/itsdangerous/"),
+    ("itsdangerous (CSRF token signing)", "/itsdangerous/"),
     ("flask_wtf (CSRF)", "/flask_wtf/"),
     ("flask_login", "/flask_login/"),
     ("jinja2 + templates", "/jinja2/"),

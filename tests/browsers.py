@@ -100,3 +100,14 @@ def check_png(path: Path) -> tuple[int, int]:
     width, height = struct.unpack(">II", data[16:24])
     assert width > 0 and height > 0 and len(data) > 2_000, f"{path} is empty"
     return width, height
+
+
+def add_virtual_authenticator(context, page) -> None:
+    """Chromium's virtual platform authenticator on ``page`` (the DevTools WebAuthn domain):
+    passkeys kept in it, and the person verified at once, as by a fingerprint reader."""
+    cdp = context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
+        "protocol": "ctap2", "transport": "internal", "hasResidentKey": True,
+        "hasUserVerification": True, "isUserVerified": True,
+        "automaticPresenceSimulation": True}})

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browsers import Console, bounded_context, check_png, expect
+from tests.browsers import Console, add_virtual_authenticator, bounded_context, check_png, expect
 from tests.helpers import live_server
 from tests.test_passkeys import TOKEN_ISSUING, Recorder
 
@@ -70,12 +70,7 @@ def page(chromium, site):
     with bounded_context(chromium) as context:
         page = context.new_page()
         page.goto(site.url + "/")
-        cdp = context.new_cdp_session(page)
-        cdp.send("WebAuthn.enable")
-        cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
-            "protocol": "ctap2", "transport": "internal", "hasResidentKey": True,
-            "hasUserVerification": True, "isUserVerified": True,
-            "automaticPresenceSimulation": True}})
+        add_virtual_authenticator(context, page)
         yield page
 
 

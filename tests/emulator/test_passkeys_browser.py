@@ -8,7 +8,7 @@ import pytest
 
 from emulator import keys
 from emulator.serve import start_background
-from tests.browsers import WAIT_MS
+from tests.browsers import WAIT_MS, add_virtual_authenticator
 from tests.emulator.emulator_helpers import bearer, new_session
 
 CREATE = """async (options) => {
@@ -44,12 +44,7 @@ def page(chromium, emulator):
     context.set_default_timeout(WAIT_MS)
     page = context.new_page()
     page.goto(origin + "/")
-    cdp = context.new_cdp_session(page)
-    cdp.send("WebAuthn.enable")
-    cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
-        "protocol": "ctap2", "transport": "internal", "hasResidentKey": True,
-        "hasUserVerification": True, "isUserVerified": True,
-        "automaticPresenceSimulation": True}})
+    add_virtual_authenticator(context, page)
     yield page
     context.close()
 
