@@ -167,17 +167,22 @@ def test_a_cookie_from_before_the_digest_refreshes_at_most_once(
     assert network.names() == ["user", *once, "user"]
 
 
+def sign_in_while_the_hook_answers(answer: httpx.Response, browser, account):
+    """Sign in while the hook gives ``answer`` instead of claims; the app's response."""
+    FAILING["answer"] = answer
+    try:
+        return browser.sign_in(account)
+    finally:
+        FAILING.clear()
+
+
 @pytest.mark.parametrize("answer", [
     httpx.Response(500),
     httpx.Response(200, json={"claims": {"sub": "only"}}),
 ], ids=["hook-500", "claims-missing"])
 def test_a_failing_hook_at_sign_in_is_a_page_and_try_again_works_once_it_answers(
         client, browser, github_account, answer):
-    FAILING["answer"] = answer
-    try:
-        response = browser.sign_in(github_account())
-    finally:
-        FAILING.clear()
+    response = sign_in_while_the_hook_answers(answer, browser, github_account())
     page = response.get_data(as_text=True)
     assert response.status_code == 503
     assert "Please try again in a moment." in page
@@ -190,12 +195,9 @@ def test_a_failing_hook_at_sign_in_is_a_page_and_try_again_works_once_it_answers
 @pytest.mark.parametrize("http_code", [400, 403])
 def test_a_hook_that_refuses_the_person_says_so(client, browser, github_account, http_code):
     """Not "could not reach the sign-in service": the project's own rule said no."""
-    FAILING["answer"] = httpx.Response(200, json={"error": {
+    refusal = httpx.Response(200, json={"error": {
         "http_code": http_code, "message": "Only <staff> may sign in here"}})
-    try:
-        response = browser.sign_in(github_account())
-    finally:
-        FAILING.clear()
+    response = sign_in_while_the_hook_answers(refusal, browser, github_account())
     page = response.get_data(as_text=True)
     assert response.status_code == 403
     assert "sign-in rules do not let this account in: Only &lt;staff&gt; may sign in" in page
